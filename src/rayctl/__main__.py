@@ -1,0 +1,3 @@
+from rayctl.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The thin Typer layer: parse arguments, call the package, render results."""

@@ -1,0 +1,77 @@
+"""`rayctl` entry point: builds the Typer app and turns errors into exit codes.
+
+Each command group lives in its own module with a `register(app)` function. Heavy
+libraries (ray, sky, boto3, torch) are imported inside commands, never here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ..errors import EXIT_INTERRUPTED, RayctlError
+
+app = typer.Typer(
+    name="rayctl",
+    help="Plan, launch and cost Ray workloads on the cheapest GPU offers (local Ray by default).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"rayctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """rayctl: launcher and cost optimizer for Ray workloads on GPU clouds."""
+
+
+from . import plan as _plan  # noqa: E402
+
+_plan.register(app)
+
+for _name in ("launch", "cost", "schedule", "cloud"):
+    try:  # command groups that other modules provide; each registers itself
+        _mod = __import__(f"rayctl.cli.{_name}", fromlist=["register"])
+    except ModuleNotFoundError as e:
+        if e.name != f"rayctl.cli.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+def report(err: RayctlError) -> None:
+    msg = err.message.rstrip()
+    sys.stderr.write(f"rayctl: error: {msg}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="rayctl", standalone_mode=True)
+    except RayctlError as e:
+        report(e)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("rayctl: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:  # a bug in rayctl: say so in one line unless asked for the traceback
+        if os.environ.get("RAYCTL_DEBUG"):
+            raise
+        sys.stderr.write(f"rayctl: internal error: {type(e).__name__}: {e} "
+                         "(set RAYCTL_DEBUG=1 for the traceback)\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

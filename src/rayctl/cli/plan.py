@@ -1,0 +1,209 @@
+"""`rayctl validate`, `rayctl plan`, `rayctl gpus`, `rayctl recipe schema`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import EXIT_INPUT, InputError, RayctlError, RecipeError
+from .render import console, dump_json, money, warn
+
+CATALOG_HELP = ("Price data folder in SkyPilot's layout (<cloud>/vms.csv). Default: $RAYCTL_CATALOG, "
+                "then ~/.sky/catalogs/v8, then the price sheet shipped with rayctl.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)
+    app.command("plan")(plan_cmd)
+    app.command("gpus")(gpus)
+    recipe_app = typer.Typer(help="Recipe helpers.", no_args_is_help=True)
+    recipe_app.command("schema")(schema)
+    app.add_typer(recipe_app, name="recipe")
+
+
+def validate(
+    files: List[Path] = typer.Argument(..., help="Recipe files to check.", show_default=False),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document with every file's result."),
+) -> None:
+    """Check recipe files; report every problem with file, line, column and field."""
+    from .. import recipe as recipe_mod
+
+    results = []
+    bad = 0
+    for f in files:
+        try:
+            r = recipe_mod.load(f)
+            results.append({"file": str(f), "ok": True, "name": r.name, "kind": r.kind, "problems": []})
+        except RecipeError as e:
+            bad += 1
+            results.append({"file": str(f), "ok": False, "problems": [p.as_dict() for p in e.problems]})
+            if not json_out:
+                sys.stderr.write(f"rayctl: error: {e.message}\n")
+    if json_out:
+        dump_json({"files": results, "valid": len(files) - bad, "invalid": bad})
+    else:
+        for r in results:
+            if r["ok"]:
+                typer.echo(f"ok    {r['file']}  ({r['kind']} '{r['name']}')")
+        if bad:
+            typer.echo(f"{bad} of {len(files)} recipe(s) invalid", err=True)
+    if bad:
+        raise typer.Exit(EXIT_INPUT)
+
+
+def plan_cmd(
+    recipes: List[Path] = typer.Argument(..., help="Recipe file(s) to plan.", show_default=False),
+    json_out: bool = typer.Option(False, "--json", help="Print exactly one JSON document (stable bytes)."),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=CATALOG_HELP),
+    budget: Optional[float] = typer.Option(None, "--budget", min=0.0, help="Fail (exit 3) when the estimate exceeds USD."),
+    hours: Optional[float] = typer.Option(None, "--hours", help="Hours to estimate for (default: budget.max_hours, else 1)."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="Keep only the first N candidates (default: all in JSON, 10 on screen)."),
+) -> None:
+    """Rank every feasible offer for each recipe, cheapest first, with the failover order."""
+    from .. import catalog as catalog_mod
+    from .. import planner
+    from .. import recipe as recipe_mod
+
+    if hours is not None and hours <= 0:
+        raise InputError(f"--hours must be > 0, got {hours}")
+    loaded: list = []  # per recipe: Recipe, or (path, error)
+    for path in recipes:
+        try:
+            loaded.append(recipe_mod.load(path))
+        except RecipeError as e:
+            loaded.append((str(path), e))
+    cat = None
+    if any(not isinstance(r, tuple) for r in loaded):
+        cat = catalog_mod.load(catalog)  # a bad catalog is one error for all recipes (exit 2)
+        age = cat.age_days()
+        if age is not None and age > catalog_mod.STALE_DAYS:
+            warn(f"price data from {cat.source} is {age} days old (as of {cat.as_of}); "
+                 "prices may have changed (refresh the catalog or pass --catalog)")
+        for w in cat.warnings:
+            warn(f"catalog: {w}")
+    docs: list = []
+    for r in loaded:
+        if isinstance(r, tuple):
+            docs.append(r)
+            continue
+        try:
+            docs.append(planner.plan(r, cat, budget_usd=budget, hours=hours, top=top))
+        except RayctlError as e:
+            docs.append((r.path, e))
+    if json_out:
+        out = [_error_doc(*d) if isinstance(d, tuple) else d.as_dict() for d in docs]
+        dump_json(out[0] if len(out) == 1 else {"plans": out})
+    else:
+        for d in docs:
+            if not isinstance(d, tuple):
+                _print_plan(d, top or 10)
+    codes = [d[1].exit_code for d in docs if isinstance(d, tuple)]
+    for d in docs:
+        if isinstance(d, tuple):
+            sys.stderr.write(f"rayctl: error: {d[1].message}\n")
+    if codes:
+        raise typer.Exit(EXIT_INPUT if EXIT_INPUT in codes else max(codes))
+
+
+def _error_doc(path: str, e: RayctlError) -> dict:
+    doc = {"file": path, "error": {"exit_code": e.exit_code, "message": e.message}}
+    if isinstance(e, RecipeError):
+        doc["error"]["problems"] = [p.as_dict() for p in e.problems]
+    return doc
+
+
+def _print_plan(p, top: int) -> None:
+    from rich.table import Table
+
+    con = console()
+    c = p.chosen
+    eff = p.ranking == "effective"
+    con.print(f"[bold]{p.recipe}[/] ({p.kind}, {p.nodes} node{'s' if p.nodes != 1 else ''}, "
+              f"pricing: {p.spot_mode}) — catalog {p.catalog_source}, as of {p.catalog_as_of or 'unknown'}")
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for col in ("#", "cloud", "region", "zone", "instance", "GPUs", "mode", "$/h node", "$/h cluster"):
+        table.add_column(col, justify="right" if col in ("#", "$/h node", "$/h cluster") else "left")
+    if eff:
+        table.add_column("effective $/h", justify="right")
+    for i, cand in enumerate(p.candidates[:top], 1):
+        row = [str(i), cand.cloud, cand.region, cand.zone or "-", cand.instance_type,
+               f"{cand.accelerator}:{cand.accelerator_count}", "spot" if cand.spot else "on-demand",
+               money(cand.hourly_usd_per_node), money(cand.hourly_usd)]
+        if eff:
+            row.append(money(cand.effective_hourly_usd))
+        table.add_row(*row, style="bold green" if i == 1 else None)
+    con.print(table)
+    more = p.feasible - min(top, len(p.candidates))
+    con.print(f"chosen: {c.label} at {money(c.hourly_usd)}/h"
+              f"{' (ranked by effective $/h, preemption-aware)' if eff else ''}; "
+              f"estimate {money(p.estimate_usd, 2)} for {p.hours:g} h"
+              + (f" (budget {money(p.budget_usd, 2)})" if p.budget_usd is not None else "")
+              + (f"; {more} more candidate(s) in the failover order (--top, --json)" if more > 0 else ""))
+
+
+def gpus(
+    name: Optional[str] = typer.Argument(None, help="Accelerator name, e.g. H100 (default: a summary of all)."),
+    spot: bool = typer.Option(False, "--spot", help="Rank by spot price and list only spot offers."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help=CATALOG_HELP),
+    count: Optional[int] = typer.Option(None, "--count", min=1, help="Only this many GPUs per node."),
+) -> None:
+    """List GPU offers offline: cheapest per (count, cloud, region), like `sky gpus list`."""
+    from .. import catalog as catalog_mod
+
+    cat = catalog_mod.load(catalog)
+    if name is None:
+        rows = catalog_mod.summary(cat)
+        if json_out:
+            dump_json({"catalog": {"source": cat.source, "as_of": cat.as_of}, "accelerators": rows})
+            return
+        from rich.table import Table
+
+        t = Table(box=None, header_style="bold")
+        for col in ("accelerator", "counts", "clouds", "cheapest $/GPU-h", "cheapest spot $/GPU-h"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(r["accelerator"], ",".join(map(str, r["counts"])), ",".join(r["clouds"]),
+                      money(r["min_hourly_usd_per_gpu"]), money(r["min_spot_hourly_usd_per_gpu"]))
+        console().print(t)
+        return
+    names = cat.accelerator_names()
+    canon = names.get(name.lower())
+    if canon is None:
+        from ..accelerators import suggest
+
+        close = suggest(name, names.values())
+        raise InputError(f"accelerator '{name}' is not in catalog {cat.source}"
+                         + (f"; did you mean {', '.join(close)}?" if close else "")
+                         + f" Available: {', '.join(sorted(names.values()))}")
+    rows = catalog_mod.cheapest_per_region(cat, canon, spot=spot, count=count)
+    if json_out:
+        dump_json({"catalog": {"source": cat.source, "as_of": cat.as_of}, "accelerator": canon,
+                   "spot": spot, "offers": rows})
+        return
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold")
+    for col in ("GPUs", "cloud", "region", "zone", "instance", "vCPUs", "mem GiB", "$/h", "spot $/h"):
+        t.add_column(col, justify="right" if "$" in col else "left")
+    for r in rows:
+        t.add_row(f"{r['accelerator']}:{r['accelerator_count']}", r["cloud"], r["region"], r["zone"] or "-",
+                  r["instance_type"], _fmt(r["vcpus"]), _fmt(r["memory_gib"]), money(r["hourly_usd"]),
+                  money(r["spot_hourly_usd"]))
+    console().print(t)
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "-"
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def schema() -> None:
+    """Print the JSON Schema of recipes (for editors and CI)."""
+    from ..recipe import SCHEMA
+
+    dump_json(SCHEMA)

@@ -1,0 +1,297 @@
+"""The run ledger: one SQLite database (WAL mode) under `$RAYCTL_HOME/ledger.db`.
+
+Tables:
+- `runs`: one row per launch — recipe (name, path, sha256), kind, target, where it ran
+  (cloud/region/zone/instance/spot, $/h for the cluster; 0 locally), start/end, status
+  and why, rows and tokens from the workload's metrics, the Ray job id and address,
+  the log file, and the cost.
+- `segments`: billed intervals of a run's cluster, one per incarnation (a spot
+  recovery opens a new segment on the new offer). Cost = sum of $/h x hours.
+- `events`: what happened to a run (provisioned, recovered, preempted, teardown
+  failed, budget stop, ...), with where it happened.
+
+Writers use short transactions with a busy timeout, so concurrent cron runs and a
+live launch never corrupt or lose rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable
+
+from .catalog import rayctl_home
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("pending", "provisioning", "running", "serving", "succeeded", "failed", "interrupted", "stopped")
+FINAL = ("succeeded", "failed", "interrupted", "stopped")
+
+_RUN_COLUMNS = {
+    "id": "TEXT PRIMARY KEY",
+    "recipe": "TEXT NOT NULL",
+    "recipe_path": "TEXT",
+    "recipe_sha256": "TEXT",
+    "kind": "TEXT NOT NULL",
+    "target": "TEXT NOT NULL",
+    "cluster": "TEXT",
+    "cloud": "TEXT",
+    "region": "TEXT",
+    "zone": "TEXT",
+    "instance_type": "TEXT",
+    "accelerator": "TEXT",
+    "accelerator_count": "INTEGER",
+    "spot": "INTEGER",
+    "nodes": "INTEGER NOT NULL DEFAULT 1",
+    "hourly_usd": "REAL NOT NULL DEFAULT 0",
+    "started_at": "TEXT NOT NULL",
+    "ended_at": "TEXT",
+    "status": "TEXT NOT NULL",
+    "reason": "TEXT",
+    "cost_usd": "REAL",
+    "rows": "INTEGER",
+    "input_tokens": "INTEGER",
+    "output_tokens": "INTEGER",
+    "duration_s": "REAL",
+    "ray_job_id": "TEXT",
+    "ray_address": "TEXT",
+    "log_path": "TEXT",
+    "schedule": "TEXT",
+    "metrics": "TEXT",  # JSON: everything the workload reported
+}
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS runs ({", ".join(f'"{k}" {v}' for k, v in _RUN_COLUMNS.items())});
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+CREATE INDEX IF NOT EXISTS runs_recipe ON runs(recipe);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    cloud TEXT, region TEXT, zone TEXT, instance_type TEXT,
+    spot INTEGER NOT NULL DEFAULT 0,
+    nodes INTEGER NOT NULL DEFAULT 1,
+    hourly_usd_per_node REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS segments_run ON segments(run_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    cloud TEXT, region TEXT, zone TEXT, instance_type TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id);
+CREATE INDEX IF NOT EXISTS events_kind ON events(kind);
+"""
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601 with seconds precision and a Z."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(s: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def new_run_id(recipe: str) -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{recipe[:40]}-{stamp}-{secrets.token_hex(2)}"
+
+
+class Ledger:
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else rayctl_home() / "ledger.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
+            self._db.executescript(_DDL)  # idempotent (IF NOT EXISTS); commits by itself
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _tx(self):
+        db = self._db
+
+        class _Tx:
+            def __enter__(self_inner):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self_inner, et, ev, tb):
+                db.execute("ROLLBACK" if et else "COMMIT")
+                return False
+
+        return _Tx()
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(self, *, recipe: str, kind: str, target: str, run_id: str | None = None,
+                  status: str = "pending", **fields: Any) -> str:
+        rid = run_id or new_run_id(recipe)
+        row = {"id": rid, "recipe": recipe, "kind": kind, "target": target, "status": status,
+               "started_at": fields.pop("started_at", None) or now(), **fields}
+        self._check(row)
+        cols = ", ".join(f'"{k}"' for k in row)
+        with self._tx():
+            self._db.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' for _ in row)})",
+                             [_db_value(v) for v in row.values()])
+        return rid
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        self._check(fields)
+        sets = ", ".join(f'"{k}" = ?' for k in fields)
+        with self._tx():
+            cur = self._db.execute(f"UPDATE runs SET {sets} WHERE id = ?",
+                                   [_db_value(v) for v in fields.values()] + [run_id])
+            if cur.rowcount == 0:
+                raise KeyError(run_id)
+
+    def finish(self, run_id: str, status: str, reason: str | None = None, **fields: Any) -> dict:
+        """Close the run: end time, status, open segments closed, cost computed from segments."""
+        if status not in FINAL:
+            raise ValueError(f"not a final status: {status}")
+        end = fields.pop("ended_at", None) or now()
+        with self._tx():
+            self._db.execute("UPDATE segments SET ended_at = ? WHERE run_id = ? AND ended_at IS NULL", (end, run_id))
+        run = self.get(run_id)
+        duration = (parse_time(end) - parse_time(run["started_at"])).total_seconds()
+        self.update(run_id, status=status, reason=reason, ended_at=end, duration_s=round(duration, 3),
+                    cost_usd=round(self.cost_of(run_id), 6), **fields)
+        return self.get(run_id)
+
+    def get(self, run_id: str) -> dict:
+        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            # allow unique prefixes, like git
+            rows = self._db.execute("SELECT * FROM runs WHERE id LIKE ? ORDER BY started_at DESC",
+                                    (run_id.replace("%", "") + "%",)).fetchall()
+            if len(rows) != 1:
+                raise KeyError(run_id)
+            row = rows[0]
+        return _row(row)
+
+    def runs(self, *, since: str | None = None, recipe: str | None = None, status: Iterable[str] | None = None,
+             limit: int | None = None) -> list[dict]:
+        q, args = "SELECT * FROM runs WHERE 1=1", []
+        if since:
+            q += " AND started_at >= ?"
+            args.append(since)
+        if recipe:
+            q += " AND recipe = ?"
+            args.append(recipe)
+        if status:
+            st = list(status)
+            q += f" AND status IN ({', '.join('?' for _ in st)})"
+            args.extend(st)
+        q += " ORDER BY started_at DESC, id DESC"
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        return [_row(r) for r in self._db.execute(q, args).fetchall()]
+
+    # ------------------------------------------------------------------ segments and events
+
+    def open_segment(self, run_id: str, *, cloud=None, region=None, zone=None, instance_type=None,
+                     spot: bool = False, nodes: int = 1, hourly_usd_per_node: float = 0.0,
+                     started_at: str | None = None) -> int:
+        """Start billing a cluster incarnation; closes any segment still open for the run."""
+        at = started_at or now()
+        with self._tx():
+            self._db.execute("UPDATE segments SET ended_at = ? WHERE run_id = ? AND ended_at IS NULL", (at, run_id))
+            cur = self._db.execute(
+                "INSERT INTO segments (run_id, started_at, cloud, region, zone, instance_type, spot, nodes, "
+                "hourly_usd_per_node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, at, cloud, region, zone, instance_type, int(bool(spot)), nodes, hourly_usd_per_node))
+            return cur.lastrowid
+
+    def close_segment(self, run_id: str, ended_at: str | None = None) -> None:
+        with self._tx():
+            self._db.execute("UPDATE segments SET ended_at = ? WHERE run_id = ? AND ended_at IS NULL",
+                             (ended_at or now(), run_id))
+
+    def segments(self, run_id: str) -> list[dict]:
+        return [dict(r) for r in self._db.execute(
+            "SELECT * FROM segments WHERE run_id = ? ORDER BY started_at, id", (run_id,)).fetchall()]
+
+    def cost_of(self, run_id: str, at: str | None = None) -> float:
+        """$ billed so far: sum over segments of nodes x $/h x hours (open segments up to `at`/now)."""
+        end_default = parse_time(at or now())
+        total = 0.0
+        for s in self.segments(run_id):
+            start = parse_time(s["started_at"])
+            end = parse_time(s["ended_at"]) if s["ended_at"] else end_default
+            hours = max(0.0, (end - start).total_seconds() / 3600.0)
+            total += s["nodes"] * s["hourly_usd_per_node"] * hours
+        return total
+
+    def add_event(self, run_id: str, kind: str, *, cloud=None, region=None, zone=None, instance_type=None,
+                  detail: Any = None, at: str | None = None) -> None:
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO events (run_id, at, kind, cloud, region, zone, instance_type, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, at or now(), kind, cloud, region, zone, instance_type,
+                 None if detail is None else json.dumps(detail, sort_keys=True)))
+
+    def events(self, run_id: str | None = None, kind: str | None = None) -> list[dict]:
+        q, args = "SELECT * FROM events WHERE 1=1", []
+        if run_id:
+            q += " AND run_id = ?"
+            args.append(run_id)
+        if kind:
+            q += " AND kind = ?"
+            args.append(kind)
+        out = []
+        for r in self._db.execute(q + " ORDER BY at, id", args).fetchall():
+            d = dict(r)
+            d["detail"] = json.loads(d["detail"]) if d["detail"] else None
+            out.append(d)
+        return out
+
+    @staticmethod
+    def _check(fields: dict) -> None:
+        bad = [k for k in fields if k not in _RUN_COLUMNS]
+        if bad:
+            raise ValueError(f"unknown ledger column(s): {', '.join(bad)}")
+        if "status" in fields and fields["status"] not in STATUSES:
+            raise ValueError(f"unknown status: {fields['status']}")
+
+
+def _db_value(v):
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True)
+    return v
+
+
+def _row(r: sqlite3.Row) -> dict:
+    d = dict(r)
+    if d.get("metrics"):
+        try:
+            d["metrics"] = json.loads(d["metrics"])
+        except ValueError:
+            pass
+    if d.get("spot") is not None:
+        d["spot"] = bool(d["spot"])
+    return d

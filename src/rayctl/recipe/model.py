@@ -1,0 +1,129 @@
+"""Recipe objects, built from a validated document."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..accelerators import AcceleratorSpec, parse_spec
+
+
+@dataclass(frozen=True)
+class MinSpec:
+    """`N` (exactly N) or `N+` (at least N), SkyPilot's notation for cpus/memory."""
+
+    value: float
+    at_least: bool
+
+    @classmethod
+    def parse(cls, raw) -> "MinSpec | None":
+        if raw is None:
+            return None
+        if isinstance(raw, (int, float)):
+            return cls(float(raw), False)
+        s = str(raw)
+        return cls(float(s.rstrip("+")), s.endswith("+"))
+
+    def admits(self, x: float | None) -> bool:
+        if x is None:
+            return False
+        return x >= self.value - 1e-9 if self.at_least else abs(x - self.value) < 1e-6
+
+    def __str__(self) -> str:
+        v = int(self.value) if self.value == int(self.value) else self.value
+        return f"{v}{'+' if self.at_least else ''}"
+
+
+@dataclass(frozen=True)
+class Resources:
+    accelerators: tuple[AcceleratorSpec, ...] = ()
+    nodes: int = 1
+    spot: str = "on-demand"  # "spot" | "on-demand" | "auto"
+    clouds: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    exclude_regions: tuple[str, ...] = ()
+    prefer_regions: tuple[str, ...] = ()
+    prefer_within_pct: float = 10.0
+    max_hourly_usd: float | None = None
+    cpus: MinSpec | None = None
+    memory: MinSpec | None = None
+    checkpoint_minutes: float = 30.0
+    restart_minutes: float = 5.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_usd: float | None = None
+    max_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class Teardown:
+    after: str  # "job" | "idle" | "never"
+    idle_minutes: int | None = None
+
+
+@dataclass
+class Recipe:
+    name: str
+    kind: str
+    resources: Resources
+    budget: Budget
+    target: str
+    teardown: Teardown
+    schedule: str | None
+    workload: dict[str, Any]
+    path: str = ""
+    sha256: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_batch(self) -> bool:
+        return self.kind != "serve"
+
+
+def build(doc: dict, path: str, data: bytes) -> Recipe:
+    """Recipe from a document that passed schema validation."""
+    r = doc.get("resources") or {}
+    accs = r.get("accelerators")
+    if accs is None:
+        specs: tuple = ()
+    else:
+        specs = tuple(dict.fromkeys(parse_spec(a) for a in ([accs] if isinstance(accs, str) else accs)))
+    spot_raw = r.get("spot", False)
+    spot = "auto" if spot_raw == "auto" else ("spot" if spot_raw else "on-demand")
+    res = Resources(
+        accelerators=specs,
+        nodes=int(r.get("nodes", 1)),
+        spot=spot,
+        clouds=tuple(r.get("clouds", ())),
+        regions=tuple(r.get("regions", ())),
+        exclude_regions=tuple(r.get("exclude_regions", ())),
+        prefer_regions=tuple(r.get("prefer_regions", ())),
+        prefer_within_pct=float(r.get("prefer_within_pct", 10)),
+        max_hourly_usd=r.get("max_hourly_usd"),
+        cpus=MinSpec.parse(r.get("cpus")),
+        memory=MinSpec.parse(r.get("memory")),
+        checkpoint_minutes=float(r.get("checkpoint_minutes", 30)),
+        restart_minutes=float(r.get("restart_minutes", 5)),
+    )
+    b = doc.get("budget") or {}
+    kind = doc["kind"]
+    t = doc.get("teardown") or {}
+    default_after = "never" if kind == "serve" else "job"
+    after = t.get("after", "idle" if "idle_minutes" in t else default_after)
+    teardown = Teardown(after=after, idle_minutes=t.get("idle_minutes"))
+    return Recipe(
+        name=doc["name"],
+        kind=kind,
+        resources=res,
+        budget=Budget(max_usd=b.get("max_usd"), max_hours=b.get("max_hours")),
+        target=doc.get("target", "local"),
+        teardown=teardown,
+        schedule=doc.get("schedule"),
+        workload=dict(doc.get("workload") or {}),
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        raw=doc,
+    )

@@ -1,0 +1,79 @@
+"""Shared test fixtures: paths, an isolated RAYCTL_HOME, and a CLI runner.
+
+The CLI is run as a real subprocess (`python -m rayctl`), so tests see exactly what a
+user sees: stdout, stderr and the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CATALOG = Path(os.environ.get("RAYCTL_TEST_CATALOG") or REPO.parent / "shared" / "catalog" / "skypilot-v7")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_catalog() -> Path:
+    if not (SHARED_CATALOG / "aws" / "vms.csv").is_file():
+        pytest.skip(f"shared catalog not found at {SHARED_CATALOG} (set RAYCTL_TEST_CATALOG)")
+    return SHARED_CATALOG
+
+
+@pytest.fixture
+def rayctl_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "rayctl-home"
+    monkeypatch.setenv("RAYCTL_HOME", str(home))
+    monkeypatch.delenv("RAYCTL_CATALOG", raising=False)
+    return home
+
+
+class CLIResult:
+    def __init__(self, proc: subprocess.CompletedProcess):
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self) -> str:
+        return f"CLIResult(code={self.code}, out={self.out[-2000:]!r}, err={self.err[-2000:]!r})"
+
+
+def run_cli(*args, env: dict | None = None, cwd=None, timeout: float = 600, input: str | None = None) -> CLIResult:
+    full_env = dict(os.environ)
+    full_env.setdefault("RAYCTL_HOME", str(Path(cwd or ".").resolve() / ".rayctl-test-home"))
+    full_env.pop("RAYCTL_DEBUG", None)
+    full_env["COLUMNS"] = "200"
+    if env:
+        full_env.update({k: str(v) for k, v in env.items()})
+    proc = subprocess.run([sys.executable, "-m", "rayctl", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout, input=input)
+    return CLIResult(proc)
+
+
+@pytest.fixture
+def cli(rayctl_home, tmp_path):
+    """Run `rayctl ARGS...` as a subprocess with an isolated RAYCTL_HOME and HOME."""
+    fake_home = tmp_path / "home"
+    fake_home.mkdir(exist_ok=True)
+
+    def _run(*args, env: dict | None = None, **kw) -> CLIResult:
+        e = {"RAYCTL_HOME": str(rayctl_home), "HOME": str(fake_home)}
+        if env:
+            e.update(env)
+        return run_cli(*args, env=e, **kw)
+
+    return _run
+
+
+def assert_no_traceback(result: CLIResult) -> None:
+    assert "Traceback" not in result.err, result.err
+    assert "Traceback" not in result.out, result.out
