@@ -87,11 +87,15 @@ class Catalog:
     _index: dict | None = None
 
     def by_accelerator(self) -> dict[tuple[str, int], list[Offer]]:
-        """Offers keyed by (lower-case accelerator name, count)."""
+        """Offers keyed by (lower-case accelerator name, count), each list sorted by
+        (cloud, region, zone, instance type): the planner's stable price sort then breaks
+        ties in that order, deterministically, for free."""
         if self._index is None:
             idx: dict = {}
             for o in self.offers:
                 idx.setdefault((o.accelerator.lower(), o.count), []).append(o)
+            for offers in idx.values():
+                offers.sort(key=_tie_key)
             self._index = idx
         return self._index
 
@@ -103,6 +107,10 @@ class Catalog:
             return None
         today = today or dt.datetime.now(dt.timezone.utc).date()
         return (today - dt.date.fromisoformat(self.as_of)).days
+
+
+def _tie_key(o: Offer) -> tuple:
+    return (o.cloud, o.region, o.zone or "", o.instance_type, o.accelerator)
 
 
 # ---------------------------------------------------------------- where the data comes from
