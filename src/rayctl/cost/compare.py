@@ -134,8 +134,12 @@ def measured(run: dict) -> dict:
             "mix": mix}
 
 
-def _run_recipe(run: dict):
-    """The recipe a run was launched from, or None (with why) when it cannot be read."""
+def _run_recipe(run: dict, notes: list[str]):
+    """The recipe a run was launched from, or None (with why) when it cannot be read.
+
+    Only `resources` matter here: when the whole recipe no longer validates (edited since,
+    or a stricter workload check), its resources alone are used, with a note.
+    """
     from .. import recipe as recipe_mod
     from ..errors import RecipeError
 
@@ -143,9 +147,33 @@ def _run_recipe(run: dict):
     if not p:
         return None, "the ledger records no recipe path"
     try:
-        return recipe_mod.load(p), None
+        rec = recipe_mod.load(p)
     except RecipeError as e:
-        return None, f"its recipe {p} cannot be read ({e.problems[0].message if e.problems else e})"
+        first = e.problems[0].message if e.problems else str(e)
+        rec = _resources_only(p)
+        if rec is None:
+            return None, f"its recipe {p} cannot be read ({first})"
+        notes.append(f"Recipe {p} does not validate now ({first}); only its resources were used.")
+    if run.get("recipe_sha256") and rec.sha256 and rec.sha256 != run["recipe_sha256"]:
+        notes.append(f"Recipe {p} changed since run {run['id']}; its current resources were used.")
+    return rec, None
+
+
+def _resources_only(path: str):
+    from ..recipe.model import build
+    from ..recipe.yamlsafe import Fail, load as load_yaml
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
+        doc = load_yaml(data).value
+        res = doc.get("resources") if isinstance(doc, dict) else None
+        if not isinstance(res, dict):
+            return None
+        return build({"name": str(doc.get("name") or "recipe"), "kind": str(doc.get("kind") or "batch-infer"),
+                      "resources": res}, path, data)
+    except (OSError, Fail, ValueError, TypeError, AttributeError):
+        return None
 
 
 # ---------------------------------------------------------------- the comparison
@@ -221,7 +249,7 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
         meas = measured(run_row)
         if meas["mix"]:
             mix_default, mix_source = meas["mix"], f"run {run_row['id']} (average per row)"
-        rec, why = _run_recipe(run_row)
+        rec, why = _run_recipe(run_row, notes)
         if spec is not None:
             recipe = _synthetic_recipe((spec,), f"--gpu {gpu}", nodes=int(run_row.get("nodes") or 1))
             hw = str(spec)
