@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from rayctl.ledger import Ledger
+
+
+def _shared_conftest():
+    """tests/conftest.py, loaded by path: several test folders have a module named `conftest`,
+    so `from conftest import ...` would pick whichever pytest imported last."""
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_rayctl_shared_conftest", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+assert_no_traceback = _shared_conftest().assert_no_traceback
 
 
 def ts(hhmm: str, day: str = "2025-03-01") -> str:

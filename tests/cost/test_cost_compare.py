@@ -121,9 +121,9 @@ def test_local_batch_infer_run_priced_at_cloud_offers(shared_catalog, ledger, gp
     doc = cmp.compare(catalog_flag=str(shared_catalog), run_id=rid, ledger=ledger)
     assert doc["run"]["output_tokens_per_s"] == pytest.approx(28_000 / 100)  # 100 s from start to end
     assert doc["run"]["target"] == "local" and doc["run"]["priced_on"] == "A100-80GB:1"
-    assert doc["request"] == {"input_tokens": 60, "output_tokens": 140, "source": f"run {rid} (average per row)"}
+    assert doc["request"] == {"input_tokens": 60, "output_tokens": 140, "source": f"average per row of run {rid}"}
     assert [r["kind"] for r in doc["self_hosted"]] == ["measured", "measured"]  # no 'actual': it cost $0
-    spot = _row(doc, f"measured ({rid})", "spot")
+    spot = _row(doc, "measured", "spot")
     price = _cheapest(shared_catalog, "A100-80GB", 1, True)
     usd_req = price * 140 / (280 * 3600 * 0.7)
     assert spot["tokens_per_usd"] == pytest.approx(200 / usd_req)

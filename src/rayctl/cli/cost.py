@@ -50,34 +50,39 @@ def _print_report(doc: dict) -> None:
     scope = ", ".join(x for x in (f"since {f['since']}" if f["since"] else "", f"recipe {f['recipe']}"
                                   if f["recipe"] else "") if x) or "all runs"
     if not runs:
-        con.print(f"no runs in {doc['ledger']} ({scope})")
+        _say(con, f"no runs in {doc['ledger']} ({scope})")
         return
     t = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("run", "recipe", "kind", "target", "status", "started (UTC)", "where", "mode", "nodes",
-                "node-h", "recov", "cost", "in tok", "out tok", "rows", "tok/$"):
-        t.add_column(col, justify="right" if col in ("nodes", "node-h", "recov", "cost", "in tok", "out tok",
-                                                      "rows", "tok/$") else "left")
+    right = ("node-h", "recov", "cost", "tokens", "rows", "tok/$")
+    for col in ("run", "recipe", "kind", "status", "started (UTC)", "where", "mode", *right):
+        t.add_column(col, justify="right" if col in right else "left", no_wrap=col in ("run", "cost"),
+                     overflow="fold")
     for r in runs:
         modes = "+".join(sorted(r["by_mode"])) or "-"
-        where = "/".join(x for x in (r["cloud"], r["region"], r["instance_type"]) if x) or "-"
-        t.add_row(r["id"], r["recipe"], r["kind"], r["target"], r["status"], r["started_at"][:16].replace("T", " "),
-                  where, modes, str(r["nodes"] or 1), f"{r['billed_node_hours']:.3f}", str(r["recoveries"]),
+        where = "/".join(x for x in (r["cloud"], r["region"]) if x) or r["target"]
+        t.add_row(r["id"], r["recipe"], r["kind"], r["status"], r["started_at"][:16].replace("T", " "),
+                  where, modes, f"{r['billed_node_hours']:.3f}", str(r["recoveries"]),
                   money(r["cost_usd"]) + ("*" if any(s["open"] for s in r["segments"]) else ""),
-                  _int(r["input_tokens"]), _int(r["output_tokens"]), _int(r["rows"]), _int(r["tokens_per_usd"]))
+                  _int(r["tokens"]), _int(r["rows"]), _int(r["tokens_per_usd"]))
     con.print(t)
     tot = doc["totals"]
     by_mode = "; ".join(f"{m} {money(v['cost_usd'], 2)} over {v['node_hours']:.2f} node-h"
-                        for m, v in sorted(tot["by_mode"].items()))
-    con.print(f"{tot['runs']} run(s) ({scope}): cost {money(tot['cost_usd'], 2)}"
+                        for m, v in sorted(tot["by_mode"].items()) if v["cost_usd"] > 0)
+    _say(con, f"{tot['runs']} run(s) ({scope}): cost {money(tot['cost_usd'], 2)}"
               + (f" ({by_mode})" if by_mode else "")
               + f", {tot['recoveries']} recover{'y' if tot['recoveries'] == 1 else 'ies'}, "
               f"tokens {_int(tot['tokens'])}, rows {_int(tot['rows'])}, tokens per $ {_int(tot['tokens_per_usd'])}"
               + (" (over runs with a cost)" if tot["tokens_per_usd"] else ""))
     if any(s["open"] for r in runs for s in r["segments"]):
-        con.print("* still running: cost so far")
+        _say(con, "* still running: cost so far")
     if any(r["target"] == "local" and r["tokens"] for r in runs):
-        con.print("local runs cost $0/h; `rayctl cost compare --run RUN` prices their measured throughput at "
+        _say(con, "local runs cost $0/h; `rayctl cost compare --run RUN` prices their measured throughput at "
                   "cloud GPU offers")
+
+
+def _say(con, text: str) -> None:
+    """One logical line: never broken by hard line breaks (pipes and logs keep it whole)."""
+    con.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 def _int(x) -> str:
@@ -158,16 +163,16 @@ def _print_compare(doc: dict) -> None:
 
     con = console()
     req = doc["request"]
-    con.print(f"[bold]{doc['model']}[/] self-hosted on {doc['gpu']} x {doc['nodes']} node(s) vs managed APIs — "
+    _say(con, f"{doc['model']} self-hosted on {doc['gpu']} x {doc['nodes']} node(s) vs managed APIs — "
               f"request {req['input_tokens']:,} in + {req['output_tokens']:,} out tokens ({req['source']}), "
               f"utilisation {doc['utilization']:.0%}")
-    con.print(f"GPU prices: catalog {doc['catalog']['source']} (as of {doc['catalog']['as_of'] or 'unknown'}); "
+    _say(con, f"GPU prices: catalog {doc['catalog']['source']} (as of {doc['catalog']['as_of'] or 'unknown'}); "
               f"API prices: genai-prices {doc['genai_prices']['version']}")
     if doc.get("run"):
         r = doc["run"]
-        con.print(f"run {r['id']} ({r['kind']}, target {r['target']}, {r['status']}): "
+        _say(con, f"run {r['id']} ({r['kind']}, target {r['target']}, {r['status']}): "
                   f"{_int(r['output_tokens'])} output tokens in {r['duration_s']:,.1f} s = "
-                  f"[bold]{r['output_tokens_per_s']:,.1f} output tok/s measured[/]")
+                  f"{r['output_tokens_per_s']:,.1f} output tok/s measured")
     t = Table(box=None, header_style="bold", pad_edge=False, title="self-hosted", title_justify="left")
     for col in ("throughput", "source", "mode", "offer", "$/h", "out tok/s", "$/1M tokens", "tokens/$", "$/month 24x7"):
         t.add_column(col, justify="right" if col[0] in "$ot" and col not in ("throughput",) else "left")
@@ -197,9 +202,9 @@ def _print_compare(doc: dict) -> None:
             cells.append(f"{_volume(b['monthly_tokens'])} tok/mo" if b["self_hosted_cheaper_above"] else "never")
         a.add_row(*cells)
     con.print(a)
-    con.print("break-even: monthly tokens above which one self-hosted cluster kept up 24x7 costs less than the API "
+    _say(con, "break-even: monthly tokens above which one self-hosted cluster kept up 24x7 costs less than the API "
               "(\"never\": the API is cheaper even with the cluster busy at the stated utilisation)")
     for n in doc["notes"]:
-        con.print(f"note: {n}")
+        _say(con, f"note: {n}")
     if doc.get("plot"):
-        con.print(f"chart written to {doc['plot']}")
+        _say(con, f"chart written to {doc['plot']}")

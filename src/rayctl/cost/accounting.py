@@ -7,7 +7,8 @@ new segment, possibly on another offer at another price). For each segment
     cost_usd   = node_hours x hourly_usd_per_node
 
 and the run's cost is the sum over its segments, split by pricing mode (spot /
-on-demand). Billing is per second with no minimum, the same arithmetic as
+on-demand; a $0/h segment is 'local' on the local target, else 'unpriced', and is not
+counted in billed node-hours). Billing is per second with no minimum, the same arithmetic as
 `Ledger.cost_of`. A run with no segments but a cluster price (`runs.hourly_usd`) is
 costed as hourly_usd x its duration; a local run costs $0.
 
@@ -54,8 +55,11 @@ def _mode(spot) -> str:
     return "spot" if spot else "on-demand"
 
 
-def segment_cost(seg: dict, at: dt.datetime) -> dict:
-    """One billed segment: hours, node-hours and $ (an open segment is billed up to `at`)."""
+def segment_cost(seg: dict, at: dt.datetime, target: str = "cloud") -> dict:
+    """One billed segment: hours, node-hours and $ (an open segment is billed up to `at`).
+
+    A segment at $0/h is not billed: its mode is 'local' on the local target, else 'unpriced'
+    (e.g. an existing cluster whose price rayctl does not know)."""
     start = parse_time(seg["started_at"])
     end = parse_time(seg["ended_at"]) if seg.get("ended_at") else at
     hours = max(0.0, (end - start).total_seconds() / 3600.0)
@@ -64,7 +68,9 @@ def segment_cost(seg: dict, at: dt.datetime) -> dict:
     return {
         "started_at": seg["started_at"], "ended_at": seg.get("ended_at"), "open": not seg.get("ended_at"),
         "cloud": seg.get("cloud"), "region": seg.get("region"), "zone": seg.get("zone"),
-        "instance_type": seg.get("instance_type"), "mode": _mode(seg.get("spot")), "nodes": nodes,
+        "instance_type": seg.get("instance_type"),
+        "mode": _mode(seg.get("spot")) if per_node > 0 else ("local" if target == "local" else "unpriced"),
+        "nodes": nodes,
         "hourly_usd_per_node": per_node, "hours": hours, "node_hours": nodes * hours,
         "cost_usd": nodes * hours * per_node,
     }
@@ -73,7 +79,7 @@ def segment_cost(seg: dict, at: dt.datetime) -> dict:
 def run_cost(ledger: Ledger, run: dict, at: str | None = None) -> dict:
     """Per-run accounting: segments, node-hours and $ by pricing mode, recoveries, tokens per $."""
     at_dt = parse_time(at or now())
-    segs = [segment_cost(s, at_dt) for s in ledger.segments(run["id"])]
+    segs = [segment_cost(s, at_dt, run["target"]) for s in ledger.segments(run["id"])]
     by_mode: dict = {}
     if segs:
         basis = "segments"
@@ -82,7 +88,7 @@ def run_cost(ledger: Ledger, run: dict, at: str | None = None) -> dict:
             m["node_hours"] += s["node_hours"]
             m["cost_usd"] += s["cost_usd"]
         cost = sum(s["cost_usd"] for s in segs)
-        node_hours = sum(s["node_hours"] for s in segs)
+        node_hours = sum(s["node_hours"] for s in segs if s["hourly_usd_per_node"] > 0)
     else:
         hourly = float(run.get("hourly_usd") or 0.0)
         hours = _run_hours(run, at_dt)

@@ -248,7 +248,7 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
     if run_row is not None:
         meas = measured(run_row)
         if meas["mix"]:
-            mix_default, mix_source = meas["mix"], f"run {run_row['id']} (average per row)"
+            mix_default, mix_source = meas["mix"], f"average per row of run {run_row['id']}"
         rec, why = _run_recipe(run_row, notes)
         if spec is not None:
             recipe = _synthetic_recipe((spec,), f"--gpu {gpu}", nodes=int(run_row.get("nodes") or 1))
@@ -266,9 +266,9 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
             reason = why or f"its recipe {run_row.get('recipe_path')} names no resources.accelerators"
             raise InputError(f"--run {run_row['id']}: no GPU to price its throughput on: {reason}. "
                              "Pass --gpu NAME:COUNT (e.g. --gpu A100-80GB:1).")
-        label = f"measured ({run_row['id']})"
-        tps.append(Throughput(model=model or _run_model(run_row) or "?", accelerator=hw, count=0,
-                              engine="measured", label=label, output_tokens_per_s=meas["output_tokens_per_s"],
+        run_model = model or _run_model(run_row, rec) or f"the model of run {run_row['id']}"
+        tps.append(Throughput(model=run_model, accelerator=hw, count=0,
+                              engine="measured", label="measured", output_tokens_per_s=meas["output_tokens_per_s"],
                               kind="measured", source=f"rayctl ledger run {run_row['id']}"))
         nodes = recipe.resources.nodes
         where = run_row["target"]
@@ -374,10 +374,11 @@ def _api_list(apis: list[str] | None) -> list[str]:
     return out
 
 
-def _run_model(run: dict) -> str | None:
-    m = run.get("metrics")
-    if isinstance(m, dict) and isinstance(m.get("model"), str):
-        return m["model"]
+def _run_model(run: dict, recipe) -> str | None:
+    """The model a run served: from its metrics, else its recipe's workload.model."""
+    for src in (run.get("metrics"), getattr(recipe, "workload", None)):
+        if isinstance(src, dict) and isinstance(src.get("model"), str):
+            return src["model"]
     return None
 
 

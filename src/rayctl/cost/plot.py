@@ -87,7 +87,9 @@ def _png(doc: dict, p: Path) -> None:
         ax.set_yticks(y, [lbl for lbl, _, _ in data], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel("$ per 1M tokens (input + output)")
-        ax.set_title(f"{title}\n{sub}", fontsize=9)
+        import textwrap
+
+        ax.set_title(title + "\n" + "\n".join(textwrap.wrap(sub, 95)), fontsize=8.5)
         top = max(vals) if vals else 1.0
         for yi, v in zip(y, vals):
             ax.text(v + top * 0.01, yi, f"${v:,.4f}", va="center", fontsize=7)
@@ -95,7 +97,7 @@ def _png(doc: dict, p: Path) -> None:
         used = [c for c in ("spot", "on-demand", "actual", "api") if any(d[2] == c for d in data)]
         names = {"spot": "self-hosted, spot", "on-demand": "self-hosted, on-demand", "actual": "run's billed cost",
                  "api": "managed API"}
-        ax.legend(handles=[Patch(color=COLORS[c], label=names[c]) for c in used], fontsize=7, loc="lower right")
+        ax.legend(handles=[Patch(color=COLORS[c], label=names[c]) for c in used], fontsize=7, loc="upper right")
         fig.tight_layout()
         fig.savefig(p, format="png")
     finally:
