@@ -175,6 +175,14 @@ def test_bad_inputs_exit_2(cli, shared_catalog, args, msg, tmp_path):
     assert not list(tmp_path.glob("chart.*"))  # a bad --plot writes nothing
 
 
+def test_empty_catalog_exit_2(cli, tmp_path):
+    (tmp_path / "cat" / "aws").mkdir(parents=True)
+    (tmp_path / "cat" / "aws" / "vms.csv").write_text("InstanceType,AcceleratorName,AcceleratorCount,Price,Region\n")
+    r = cli("cost", "compare", "--catalog", tmp_path / "cat")
+    assert r.code == 2 and "holds no GPU offers" in r.err, r
+    assert_no_traceback(r)
+
+
 def test_run_without_output_tokens_exit_2(cli, ledger, shared_catalog):
     rid = ledger.start_run(recipe="t", kind="train", target="local", started_at=ts("10:00"))
     ledger.finish(rid, "succeeded", ended_at=ts("10:05"))

@@ -163,7 +163,7 @@ def _print_compare(doc: dict) -> None:
 
     con = console()
     req = doc["request"]
-    _say(con, f"{doc['model']} self-hosted on {doc['gpu']} x {doc['nodes']} node(s) vs managed APIs — "
+    _say(con, f"{doc['model'] or 'model (not named: --model)'} self-hosted on {doc['gpu']} x {doc['nodes']} node(s) vs managed APIs — "
               f"request {req['input_tokens']:,} in + {req['output_tokens']:,} out tokens ({req['source']}), "
               f"utilisation {doc['utilization']:.0%}")
     _say(con, f"GPU prices: catalog {doc['catalog']['source']} (as of {doc['catalog']['as_of'] or 'unknown'}); "

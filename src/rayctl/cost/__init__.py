@@ -10,3 +10,14 @@
 Nothing heavy is imported here: `genai_prices` and `matplotlib` load inside the
 functions that need them, so `rayctl --help` stays fast.
 """
+
+
+def clean(x):
+    """Floats to 10 significant digits (no 868.6999999999999 in JSON); containers recursively."""
+    if isinstance(x, float):
+        return float(f"{x:.10g}")
+    if isinstance(x, dict):
+        return {k: clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [clean(v) for v in x]
+    return x

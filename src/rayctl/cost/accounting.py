@@ -25,6 +25,7 @@ import re
 
 from ..errors import InputError
 from ..ledger import Ledger, now, parse_time
+from . import clean
 
 _REL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$", re.I)
 _UNIT_S = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -134,9 +135,9 @@ def report(ledger: Ledger, *, since: dt.datetime | None = None, recipe: str | No
         if since and parse_time(r["started_at"]) < since:
             continue
         runs.append(run_cost(ledger, r, at=at))
-    return {"ledger": str(ledger.path),
-            "filters": {"since": since.strftime("%Y-%m-%dT%H:%M:%SZ") if since else None, "recipe": recipe},
-            "runs": runs, "totals": totals(runs)}
+    return clean({"ledger": str(ledger.path),
+                  "filters": {"since": since.strftime("%Y-%m-%dT%H:%M:%SZ") if since else None, "recipe": recipe},
+                  "runs": runs, "totals": totals(runs)})
 
 
 def totals(runs: list[dict]) -> dict:

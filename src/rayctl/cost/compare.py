@@ -30,7 +30,7 @@ import dataclasses
 import math
 
 from ..errors import InputError
-from . import baselines
+from . import baselines, clean
 from .throughputs import Throughput
 
 HOURS_PER_MONTH = 730.0  # 24 x 365 / 12
@@ -238,6 +238,9 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
             raise InputError(_unknown_run(led, run_id)) from None
 
     cat = catalog_mod.load(catalog_flag)
+    if not cat.offers:
+        raise InputError(f"catalog {cat.source} holds no GPU offers to price self-hosting with; pass --catalog DIR "
+                         "(SkyPilot's <cloud>/vms.csv layout) or set $RAYCTL_CATALOG")
     spec = _parse_gpu(gpu, cat) if gpu else None
 
     # ---- throughputs and the hardware they are priced on
@@ -293,7 +296,7 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
             raise InputError("--throughput needs --gpu NAME:COUNT: the GPU offer the stated throughput runs on "
                              "(e.g. --gpu A100-80GB:1)")
         recipe = _synthetic_recipe((spec,), f"--gpu {gpu}")
-        tps.append(Throughput(model=model or "?", accelerator=spec.name, count=spec.count, engine="stated",
+        tps.append(Throughput(model=model or "", accelerator=spec.name, count=spec.count, engine="stated",
                               label="stated", output_tokens_per_s=float(throughput), kind="stated",
                               source="--throughput"))
     else:
@@ -342,8 +345,8 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
 
     api_prices = [baselines.price(a, i_tok, o_tok) for a in _api_list(apis)]
     bes = [break_even(r, a) for r in rows if r["kind"] != "actual" for a in api_prices]
-    return {
-        "model": model or (tps[0].model if tps else DEFAULT_MODEL),
+    return clean({
+        "model": model or tps[0].model or None,
         "request": {"input_tokens": i_tok, "output_tokens": o_tok, "source": mix_source},
         "utilization": utilization,
         "hours_per_month": HOURS_PER_MONTH,
@@ -357,7 +360,8 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
         "apis": [a.as_dict() for a in api_prices],
         "break_even": bes,
         "notes": notes,
-    }
+    })
+
 
 
 def _api_list(apis: list[str] | None) -> list[str]:

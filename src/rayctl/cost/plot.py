@@ -51,7 +51,7 @@ def bars(doc: dict) -> list[tuple[str, float, str]]:
 
 def _title(doc: dict) -> tuple[str, str]:
     req = doc["request"]
-    title = f"$ per 1M tokens: self-hosted {doc['model']} vs managed APIs"
+    title = f"$ per 1M tokens: self-hosted {doc['model'] or 'model'} vs managed APIs"
     sub = (f"request {req['input_tokens']:,} in + {req['output_tokens']:,} out tokens; utilisation "
            f"{doc['utilization']:.0%}; GPU prices {doc['catalog']['source']} (as of {doc['catalog']['as_of']}); "
            f"API prices genai-prices {doc['genai_prices']['version']}")
