@@ -28,10 +28,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from . import baselines, clean
 from .throughputs import Throughput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..accelerators import AcceleratorSpec
 
 HOURS_PER_MONTH = 730.0  # 24 x 365 / 12
 DEFAULT_MODEL = "llama-3.1-8b"
@@ -67,7 +72,7 @@ def check_counts(input_tokens: int | None, output_tokens: int | None, throughput
 
 # ---------------------------------------------------------------- what hardware to price
 
-def _parse_gpu(text: str, cat) -> "object":
+def _parse_gpu(text: str, cat) -> "AcceleratorSpec":
     from ..accelerators import AcceleratorSpec, parse_spec
 
     try:
@@ -102,78 +107,6 @@ def cheapest_offers(recipe, cat) -> dict:
         if out[key] is None:
             out[key] = c
     return out
-
-
-# ---------------------------------------------------------------- measured runs
-
-def measured(run: dict) -> dict:
-    """Throughput and request mix of a recorded run; InputError when it has none."""
-    rid = run["id"]
-    out_tok = run.get("output_tokens")
-    if not out_tok or out_tok <= 0:
-        raise InputError(f"--run {rid}: the run recorded no output tokens (kind {run['kind']}, status "
-                         f"{run['status']}); a throughput needs a workload that reports output_tokens "
-                         "(batch-infer or serve). State one with --throughput TOK_S instead.")
-    metrics = run.get("metrics") if isinstance(run.get("metrics"), dict) else {}
-    dur, dsrc = None, None
-    m_dur = metrics.get("duration_s")
-    if isinstance(m_dur, (int, float)) and not isinstance(m_dur, bool) and m_dur > 0:
-        dur, dsrc = float(m_dur), "metrics.duration_s (reported by the workload)"
-    elif run.get("duration_s"):
-        dur, dsrc = float(run["duration_s"]), "runs.duration_s (whole run, start to end, wall clock)"
-    if not dur or dur <= 0:
-        raise InputError(f"--run {rid}: the run has no duration yet (status {run['status']}); wait for it to "
-                         "finish, or state a throughput with --throughput TOK_S.")
-    rows = run.get("rows") or 0
-    in_tok = run.get("input_tokens") or 0
-    mix = None
-    if rows > 0:
-        mix = (round(in_tok / rows), max(1, round(out_tok / rows)))
-    return {"output_tokens_per_s": out_tok / dur, "duration_s": dur, "duration_source": dsrc,
-            "rows": run.get("rows"), "input_tokens": run.get("input_tokens"), "output_tokens": out_tok,
-            "mix": mix}
-
-
-def _run_recipe(run: dict, notes: list[str]):
-    """The recipe a run was launched from, or None (with why) when it cannot be read.
-
-    Only `resources` matter here: when the whole recipe no longer validates (edited since,
-    or a stricter workload check), its resources alone are used, with a note.
-    """
-    from .. import recipe as recipe_mod
-    from ..errors import RecipeError
-
-    p = run.get("recipe_path")
-    if not p:
-        return None, "the ledger records no recipe path"
-    try:
-        rec = recipe_mod.load(p)
-    except RecipeError as e:
-        first = e.problems[0].message if e.problems else str(e)
-        rec = _resources_only(p)
-        if rec is None:
-            return None, f"its recipe {p} cannot be read ({first})"
-        notes.append(f"Recipe {p} does not validate now ({first}); only its resources were used.")
-    if run.get("recipe_sha256") and rec.sha256 and rec.sha256 != run["recipe_sha256"]:
-        notes.append(f"Recipe {p} changed since run {run['id']}; its current resources were used.")
-    return rec, None
-
-
-def _resources_only(path: str):
-    from ..recipe.model import build
-    from ..recipe.yamlsafe import Fail, load as load_yaml
-
-    try:
-        with open(path, "rb") as f:
-            data = f.read(1 << 20)
-        doc = load_yaml(data).value
-        res = doc.get("resources") if isinstance(doc, dict) else None
-        if not isinstance(res, dict):
-            return None
-        return build({"name": str(doc.get("name") or "recipe"), "kind": str(doc.get("kind") or "batch-infer"),
-                      "resources": res}, path, data)
-    except (OSError, Fail, ValueError, TypeError, AttributeError):
-        return None
 
 
 # ---------------------------------------------------------------- the comparison
@@ -215,153 +148,166 @@ def break_even(row: dict, api: baselines.ApiPrice) -> dict:
     return out
 
 
+@dataclass
+class _Source:
+    """What to price: throughputs, on which GPUs (as a recipe for the planner), the default mix."""
+
+    throughputs: list
+    recipe: object
+    mix: tuple[int, int] = (DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS)
+    mix_source: str = "default"
+    run: dict | None = None  # the `run` section of the output
+    actual: dict | None = None  # a billed run's own cost
+    notes: list = field(default_factory=list)
+
+
 def compare(*, model: str | None = None, apis: list[str] | None = None, input_tokens: int | None = None,
             output_tokens: int | None = None, run_id: str | None = None, throughput: float | None = None,
             gpu: str | None = None, utilization: float = DEFAULT_UTILIZATION, catalog_flag: str | None = None,
             ledger=None) -> dict:
+    """The whole comparison as one JSON-ready document (docs/cost.md lists its fields)."""
     from .. import catalog as catalog_mod
-    from . import throughputs as tp_mod
 
     check_counts(input_tokens, output_tokens, throughput)
     if run_id is not None and throughput is not None:
         raise InputError("--run and --throughput both give the throughput; pass one of them")
-    notes: list[str] = []
-    run_doc = None
-    run_row = None
-    if run_id is not None:
-        from ..ledger import Ledger
-
-        led = ledger or Ledger()
-        try:
-            run_row = led.get(run_id)
-        except KeyError:
-            raise InputError(_unknown_run(led, run_id)) from None
-
+    api_names = _api_list(apis)
     cat = catalog_mod.load(catalog_flag)
     if not cat.offers:
         raise InputError(f"catalog {cat.source} holds no GPU offers to price self-hosting with; pass --catalog DIR "
                          "(SkyPilot's <cloud>/vms.csv layout) or set $RAYCTL_CATALOG")
     spec = _parse_gpu(gpu, cat) if gpu else None
-
-    # ---- throughputs and the hardware they are priced on
-    tps: list[Throughput] = []
-    recipe = None
-    mix_default = (DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS)
-    mix_source = "default"
-    if run_row is not None:
-        meas = measured(run_row)
-        if meas["mix"]:
-            mix_default, mix_source = meas["mix"], f"average per row of run {run_row['id']}"
-        rec, why = _run_recipe(run_row, notes)
-        if spec is not None:
-            recipe = _synthetic_recipe((spec,), f"--gpu {gpu}", nodes=int(run_row.get("nodes") or 1))
-            hw = str(spec)
-        elif rec is not None and rec.resources.accelerators:
-            recipe = rec
-            hw = ", ".join(str(s) for s in rec.resources.accelerators)
-        elif run_row.get("accelerator"):
-            from ..accelerators import AcceleratorSpec
-
-            s = AcceleratorSpec(run_row["accelerator"], int(run_row.get("accelerator_count") or 1))
-            recipe = _synthetic_recipe((s,), f"run {run_row['id']}", nodes=int(run_row.get("nodes") or 1))
-            hw = str(s)
-        else:
-            reason = why or f"its recipe {run_row.get('recipe_path')} names no resources.accelerators"
-            raise InputError(f"--run {run_row['id']}: no GPU to price its throughput on: {reason}. "
-                             "Pass --gpu NAME:COUNT (e.g. --gpu A100-80GB:1).")
-        run_model = model or _run_model(run_row, rec) or f"the model of run {run_row['id']}"
-        tps.append(Throughput(model=run_model, accelerator=hw, count=0,
-                              engine="measured", label="measured", output_tokens_per_s=meas["output_tokens_per_s"],
-                              kind="measured", source=f"rayctl ledger run {run_row['id']}"))
-        nodes = recipe.resources.nodes
-        where = run_row["target"]
-        run_doc = {"id": run_row["id"], "recipe": run_row["recipe"], "kind": run_row["kind"],
-                   "target": where, "status": run_row["status"], "hourly_usd": run_row.get("hourly_usd"),
-                   "cost_usd": run_row.get("cost_usd"), **{k: v for k, v in meas.items() if k != "mix"},
-                   "priced_on": hw, "nodes": nodes}
-        if not run_row.get("hourly_usd") and not run_row.get("cost_usd"):
-            notes.append(f"Run {run_row['id']} ran on target '{where}' at $0/h, so it has no tokens per dollar of "
-                         f"its own. Its measured throughput ({meas['output_tokens_per_s']:.4g} output tok/s) is "
-                         f"priced at the planner's cheapest cloud offers for {hw} x {nodes} node(s): what that "
-                         "throughput would cost there. It was measured on the hardware the run used, not on "
-                         "those GPUs; a GPU usually runs faster.")
-        else:
-            notes.append(f"Run {run_row['id']} ran on {where}; its measured throughput is priced at the planner's "
-                         f"cheapest spot and on-demand offers for {hw}; its own billed cost is shown as 'actual'.")
-        notes.append(f"Measured throughput = output tokens / {meas['duration_source']}.")
-        if run_row["status"] != "succeeded":
-            notes.append(f"Run {run_row['id']} ended '{run_row['status']}': its throughput covers the part that ran.")
+    if run_id is not None:
+        src = _from_run(run_id, spec, model, ledger)
     elif throughput is not None:
-        if spec is None:
-            raise InputError("--throughput needs --gpu NAME:COUNT: the GPU offer the stated throughput runs on "
-                             "(e.g. --gpu A100-80GB:1)")
-        recipe = _synthetic_recipe((spec,), f"--gpu {gpu}")
-        tps.append(Throughput(model=model or "", accelerator=spec.name, count=spec.count, engine="stated",
-                              label="stated", output_tokens_per_s=float(throughput), kind="stated",
-                              source="--throughput"))
+        src = _stated(throughput, spec, gpu, model)
     else:
-        refs = tp_mod.for_model(model or DEFAULT_MODEL, tp_mod.load())
-        if spec is None:
-            first = refs[0]
-            spec = _parse_gpu(f"{first.accelerator}:{first.count}", cat)
-            gpu = str(spec)
-        on_gpu = [r for r in refs if r.accelerator.lower() == spec.name.lower()]
-        if not on_gpu:
-            have = sorted({f"{r.accelerator}:{r.count}" for r in refs})
-            raise InputError(f"--gpu {gpu}: no reference throughput for {refs[0].model} on {spec.name} "
-                             f"(reference figures exist for {', '.join(have)}). State one with --throughput TOK_S, "
-                             "or measure one with --run RUN.")
-        for r in on_gpu:
-            factor = spec.count / r.count
-            tps.append(dataclasses.replace(r, count=spec.count, output_tokens_per_s=r.output_tokens_per_s * factor))
-            if factor != 1:
-                notes.append(f"{r.label}: published for {r.accelerator}:{r.count}, scaled x{factor:g} for "
-                             f"{spec} assuming one replica per GPU (linear).")
-        recipe = _synthetic_recipe((spec,), f"--gpu {gpu}")
-        notes.append("Reference throughputs are published figures (pricing/throughputs.csv), not measurements "
-                     "by rayctl; measure your workload with --run RUN or state one with --throughput.")
+        src = _references(model, spec, gpu, cat)
 
-    i_tok = input_tokens if input_tokens is not None else mix_default[0]
-    o_tok = output_tokens if output_tokens is not None else mix_default[1]
+    i_tok = input_tokens if input_tokens is not None else src.mix[0]
+    o_tok = output_tokens if output_tokens is not None else src.mix[1]
+    mix_source = src.mix_source
     if input_tokens is not None or output_tokens is not None:
         mix_source = "flags" if mix_source == "default" else f"flags, else {mix_source}"
 
-    offers = cheapest_offers(recipe, cat)
-    if offers["spot"] is None:
-        notes.append("No spot offer in the catalog for this GPU: on-demand only.")
-    if offers["on-demand"] is None:
-        notes.append("No on-demand offer in the catalog for this GPU: spot only.")
-
+    notes = list(src.notes)
+    offers = cheapest_offers(src.recipe, cat)
+    for mode, other in (("spot", "on-demand"), ("on-demand", "spot")):
+        if offers[mode] is None:
+            notes.append(f"No {mode} offer in the catalog for this GPU: {other} only.")
     rows = [self_hosted_row(tp, mode, cand, utilization, i_tok, o_tok)
-            for tp in tps for mode, cand in offers.items() if cand is not None]
-    if run_row is not None and (run_row.get("cost_usd") or 0) > 0:
-        tokens = (run_row.get("input_tokens") or 0) + (run_row.get("output_tokens") or 0)
-        cost = float(run_row["cost_usd"])
-        rows.append({"throughput": tps[0].label, "kind": "actual", "mode": "spot" if run_row.get("spot") else
-                     "on-demand", "offer": None, "hourly_usd": run_row.get("hourly_usd"),
-                     "output_tokens_per_s": tps[0].output_tokens_per_s, "usd_total": cost,
-                     "usd_per_1m_tokens": cost / tokens * 1e6 if tokens else None,
-                     "tokens_per_usd": tokens / cost if tokens else None})
-
-    api_prices = [baselines.price(a, i_tok, o_tok) for a in _api_list(apis)]
-    bes = [break_even(r, a) for r in rows if r["kind"] != "actual" for a in api_prices]
+            for tp in src.throughputs for mode, cand in offers.items() if cand is not None]
+    api_prices = [baselines.price(a, i_tok, o_tok) for a in api_names]
+    bes = [break_even(r, a) for r in rows for a in api_prices]
+    if src.actual is not None:
+        rows.append(src.actual)
     return clean({
-        "model": model or tps[0].model or None,
+        "model": model or src.throughputs[0].model or None,
         "request": {"input_tokens": i_tok, "output_tokens": o_tok, "source": mix_source},
         "utilization": utilization,
         "hours_per_month": HOURS_PER_MONTH,
-        "gpu": ", ".join(str(s) for s in recipe.resources.accelerators),
-        "nodes": recipe.resources.nodes,
+        "gpu": ", ".join(str(s) for s in src.recipe.resources.accelerators),
+        "nodes": src.recipe.resources.nodes,
         "catalog": {"source": cat.source, "as_of": cat.as_of, "warnings": list(cat.warnings)},
         "genai_prices": {"version": baselines.library_version()},
-        "run": run_doc,
-        "throughputs": [t.as_dict() for t in tps],
+        "run": src.run,
+        "throughputs": [t.as_dict() for t in src.throughputs],
         "self_hosted": rows,
         "apis": [a.as_dict() for a in api_prices],
         "break_even": bes,
         "notes": notes,
     })
 
+
+def _from_run(run_id: str, spec, model: str | None, ledger) -> _Source:
+    """A recorded run's measured throughput, priced at cloud offers for its GPUs."""
+    from ..ledger import Ledger
+    from . import accounting, measured
+
+    led = ledger or Ledger()
+    try:
+        m = measured.measure(measured.get_run(led, run_id))
+        run = m.run
+        specs, where, nodes = measured.accelerators(m, spec)
+        billed = accounting.run_cost(led, run)
+    finally:
+        if ledger is None:
+            led.close()
+    label = ", ".join(str(s) for s in specs)
+    if spec is None and m.recipe is not None and m.recipe.resources.accelerators:
+        recipe = m.recipe  # keeps its clouds, regions, nodes, ... (the planner drops its budget)
+    else:
+        recipe = _synthetic_recipe(specs, where, nodes=nodes)
+    tp = Throughput(model=model or measured.model_name(m) or "", accelerator=label,
+                    count=None, engine="measured", label="measured", output_tokens_per_s=m.output_tokens_per_s,
+                    kind="measured", source=f"rayctl ledger run {run['id']}")
+    notes = list(m.notes)
+    cost = billed["cost_usd"]
+    if cost > 0:
+        notes.append(f"Run {run['id']} ran on {run['target']} and was billed {cost:,.4f} USD; its measured "
+                     f"throughput is priced at the planner's cheapest spot and on-demand offers for {label}, and its "
+                     "own billed cost is the 'actual' row.")
+    else:
+        notes.append(f"Run {run['id']} ran on target '{run['target']}' at $0/h, so it has no tokens per dollar of "
+                     f"its own. Its measured throughput ({m.output_tokens_per_s:.4g} output tok/s) is priced at the "
+                     f"planner's cheapest cloud offers for {label} x {recipe.resources.nodes} node(s): what that "
+                     "throughput would cost there. It was measured on the hardware the run used, not on those GPUs; "
+                     "a GPU usually runs faster.")
+    notes.append(f"Measured throughput = output tokens / {m.duration_source}.")
+    if run["status"] != "succeeded":
+        notes.append(f"Run {run['id']} ended '{run['status']}': its throughput covers the part that ran.")
+    actual = None
+    if cost > 0:
+        tokens = billed["tokens"] or 0
+        actual = {"throughput": "measured", "kind": "actual", "mode": "+".join(sorted(billed["by_mode"])) or "-",
+                  "offer": None, "hourly_usd": run.get("hourly_usd") or None, "output_tokens_per_s": m.output_tokens_per_s,
+                  "usd_total": cost, "billed_node_hours": billed["billed_node_hours"],
+                  "usd_per_1m_tokens": cost / tokens * 1e6 if tokens else None,
+                  "tokens_per_usd": tokens / cost if tokens else None}
+    run_doc = {"id": run["id"], "recipe": run["recipe"], "kind": run["kind"], "target": run["target"],
+               "status": run["status"], "hourly_usd": run.get("hourly_usd"), "cost_usd": cost,
+               "output_tokens_per_s": m.output_tokens_per_s, "duration_s": m.duration_s,
+               "duration_source": m.duration_source, "rows": run.get("rows"), "input_tokens": run.get("input_tokens"),
+               "output_tokens": run.get("output_tokens"), "priced_on": label, "nodes": recipe.resources.nodes}
+    src = _Source(throughputs=[tp], recipe=recipe, run=run_doc, actual=actual, notes=notes)
+    if m.mix:
+        src.mix, src.mix_source = m.mix, f"average per row of run {run['id']}"
+    return src
+
+
+def _stated(throughput: float, spec, gpu: str | None, model: str | None) -> _Source:
+    if spec is None:
+        raise InputError("--throughput needs --gpu NAME:COUNT: the GPU offer the stated throughput runs on "
+                         "(e.g. --gpu A100-80GB:1)")
+    tp = Throughput(model=model or "", accelerator=spec.name, count=spec.count, engine="stated", label="stated",
+                    output_tokens_per_s=float(throughput), kind="stated", source="--throughput")
+    return _Source(throughputs=[tp], recipe=_synthetic_recipe((spec,), f"--gpu {gpu}"))
+
+
+def _references(model: str | None, spec, gpu: str | None, cat) -> _Source:
+    """The shipped published figures for the model, on their GPU or scaled to --gpu's count."""
+    from . import throughputs as tp_mod
+
+    refs = tp_mod.for_model(model or DEFAULT_MODEL, tp_mod.load())
+    if spec is None:
+        spec = _parse_gpu(f"{refs[0].accelerator}:{refs[0].count}", cat)
+        gpu = str(spec)
+    on_gpu = [r for r in refs if r.accelerator.lower() == spec.name.lower()]
+    if not on_gpu:
+        have = sorted({f"{r.accelerator}:{r.count}" for r in refs})
+        raise InputError(f"--gpu {gpu}: no reference throughput for {refs[0].model} on {spec.name} "
+                         f"(reference figures exist for {', '.join(have)}). State one with --throughput TOK_S, "
+                         "or measure one with --run RUN.")
+    tps, notes = [], []
+    for r in on_gpu:
+        factor = spec.count / r.count
+        tps.append(dataclasses.replace(r, count=spec.count, output_tokens_per_s=r.output_tokens_per_s * factor))
+        if factor != 1:
+            notes.append(f"{r.label}: published for {r.accelerator}:{r.count}, scaled x{factor:g} for "
+                         f"{spec} assuming one replica per GPU (linear).")
+    notes.append("Reference throughputs are published figures (pricing/throughputs.csv), not measurements "
+                 "by rayctl; measure your workload with --run RUN or state one with --throughput.")
+    return _Source(throughputs=tps, recipe=_synthetic_recipe((spec,), f"--gpu {gpu}"), notes=notes)
 
 
 def _api_list(apis: list[str] | None) -> list[str]:
@@ -377,20 +323,3 @@ def _api_list(apis: list[str] | None) -> list[str]:
                 out.append(part)
     return out
 
-
-def _run_model(run: dict, recipe) -> str | None:
-    """The model a run served: from its metrics, else its recipe's workload.model."""
-    for src in (run.get("metrics"), getattr(recipe, "workload", None)):
-        if isinstance(src, dict) and isinstance(src.get("model"), str):
-            return src["model"]
-    return None
-
-
-def _unknown_run(led, run_id: str) -> str:
-    recent = [r["id"] for r in led.runs(limit=5)]
-    matches = [r["id"] for r in led.runs() if r["id"].startswith(run_id)] if run_id else []
-    if len(matches) > 1:
-        return (f"--run {run_id}: ambiguous, {len(matches)} runs start with it: {', '.join(matches[:5])}"
-                + (" ..." if len(matches) > 5 else ""))
-    hint = f" Recent runs: {', '.join(recent)}." if recent else " The ledger has no runs yet."
-    return f"--run {run_id}: no such run in the ledger {led.path}.{hint} (`rayctl cost report` lists them.)"
