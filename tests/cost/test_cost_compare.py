@@ -175,3 +175,20 @@ def test_parse_utilization(text, value):
 def test_parse_utilization_rejects(text, msg):
     with pytest.raises(InputError, match=msg):
         cmp.parse_utilization(text)
+
+
+def test_run_recipe_edited_or_invalid_uses_its_resources(shared_catalog, ledger, gpu_recipe):
+    rid = local_batch_infer_run(ledger, gpu_recipe, zero_segment=False)
+    # edited since the run, and no longer valid as a whole (unknown top-level field)
+    gpu_recipe.write_text(gpu_recipe.read_text().replace("A100-80GB:1", "L4:1") + "colour: blue\n")
+    doc = cmp.compare(catalog_flag=str(shared_catalog), run_id=rid, ledger=ledger)
+    assert doc["gpu"] == "L4:1"
+    assert any("does not validate now" in n for n in doc["notes"])
+    assert any("changed since run" in n for n in doc["notes"])
+
+
+def test_ambiguous_run_prefix(shared_catalog, ledger, gpu_recipe):
+    local_batch_infer_run(ledger, gpu_recipe, zero_segment=False)
+    local_batch_infer_run(ledger, gpu_recipe, zero_segment=False)
+    with pytest.raises(InputError, match="ambiguous, 2 runs start with it"):
+        cmp.compare(catalog_flag=str(shared_catalog), run_id="tiny-infer", ledger=ledger)

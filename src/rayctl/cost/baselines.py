@@ -67,10 +67,23 @@ def library_version() -> str:
     return genai_prices.__version__
 
 
-def _snapshot():
-    from genai_prices.data_snapshot import get_snapshot
+def _providers() -> list:
+    """The library's provider list (the snapshot `calc_price` uses), for name lookups only.
 
-    return get_snapshot()
+    Prices always come from `calc_price`; this list only helps to find a provider for a
+    model name and to suggest close matches. Where a library version moves it, lookups
+    degrade to no suggestions rather than failing.
+    """
+    try:
+        from genai_prices.data_snapshot import get_snapshot
+
+        return list(get_snapshot().providers)
+    except (ImportError, AttributeError):
+        try:
+            from genai_prices.data import providers
+        except ImportError:
+            return []
+        return list(providers)
 
 
 def split_name(name: str) -> tuple[str | None, str]:
@@ -81,7 +94,7 @@ def split_name(name: str) -> tuple[str | None, str]:
     """
     head, sep, tail = name.partition(":")
     if sep and tail:
-        ids = {p.id for p in _snapshot().providers}
+        ids = {p.id for p in _providers()}
         if head.strip().lower() in ids:
             return head.strip().lower(), tail.strip()
     return None, name.strip()
@@ -102,7 +115,7 @@ def price(name: str, input_tokens: int, output_tokens: int) -> ApiPrice:
             raise InputError(_unknown(name, ref, provider_id)) from None
         # The library infers a provider from the name's family (claude -> anthropic); a model
         # only some hosts serve (llama-3.1-8b-instant) has no family: look it up in every provider.
-        hosts = [p.id for p in _snapshot().providers if p.find_model(ref) is not None]
+        hosts = [p.id for p in _providers() if p.find_model(ref) is not None]
         if len(hosts) == 1:
             calc = calc_price(usage, ref, provider_id=hosts[0])
         elif hosts:
@@ -122,7 +135,7 @@ def price(name: str, input_tokens: int, output_tokens: int) -> ApiPrice:
 def _names(provider_id: str | None) -> dict[str, str]:
     """lower-case reference -> how to write it, over the models of one provider (or all)."""
     out: dict[str, str] = {}
-    for p in _snapshot().providers:
+    for p in _providers():
         if provider_id and p.id != provider_id:
             continue
         for m in p.models:
