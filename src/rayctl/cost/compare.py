@@ -1,0 +1,325 @@
+"""Self-hosting vs managed APIs: $ per 1M tokens, tokens per $, break-even volume.
+
+Units and formulas (docs/cost.md has a worked example):
+
+- A request is `I` input + `O` output tokens (`--input-tokens/--output-tokens`; for
+  `--run`, the run's own average per row). "Tokens" always means I + O.
+- A throughput `T` is generated (output) tokens per second of the whole cluster at
+  full load, with the prompts processed within that time (as they were when it was
+  measured). Sources: a measured run (`--run`: output_tokens / duration), a stated
+  figure (`--throughput`), or the shipped reference figures (`pricing/throughputs.csv`,
+  published, not measured; scaled linearly with the GPU count, one replica per GPU).
+- Utilisation `u` (default 0.7) is the share of paid hours the cluster works at T.
+- Self-hosted, on an offer at `P` $/h for the cluster (the planner's cheapest spot and
+  cheapest on-demand offer for the GPU):
+      usd_per_request     = P x O / (T x 3600 x u)
+      usd_per_1m_tokens   = usd_per_request / (I + O) x 1e6
+      tokens_per_usd      = (I + O) / usd_per_request
+      monthly_usd         = P x 730                    (kept up all month)
+      monthly_capacity    = T x 3600 x u x 730 x (I + O) / O   tokens
+- Managed API: usd_per_request = genai_prices.calc_price(Usage(I, O), model).total_price,
+  then the same per-1M-tokens and tokens-per-$ arithmetic.
+- Break-even monthly volume (tokens/month) = monthly_usd / (API usd_per_request / (I + O)):
+  above it (up to monthly_capacity, and beyond with more nodes) self-hosting is
+  cheaper; when it exceeds monthly_capacity, self-hosting at this utilisation never is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+from . import baselines, clean
+from .throughputs import Throughput
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..accelerators import AcceleratorSpec
+
+HOURS_PER_MONTH = 730.0  # 24 x 365 / 12
+DEFAULT_MODEL = "llama-3.1-8b"
+DEFAULT_INPUT_TOKENS = 1000
+DEFAULT_OUTPUT_TOKENS = 250
+DEFAULT_UTILIZATION = 0.7
+
+
+def parse_utilization(text: str | float) -> float:
+    """0.7, or 70%; must be in (0, 1]."""
+    s = str(text).strip()
+    try:
+        u = float(s[:-1]) / 100.0 if s.endswith("%") else float(s)
+    except ValueError:
+        raise InputError(f"--utilization '{text}' is not a number; write a fraction such as 0.7 or a "
+                         "percentage such as 70%") from None
+    if not math.isfinite(u) or u <= 0 or u > 1:
+        hint = f" (did you mean {u / 100:g}, i.e. {u:g}%?)" if 1 < u <= 100 and not s.endswith("%") else ""
+        raise InputError(f"--utilization must be more than 0 and at most 1 (a fraction of paid hours the GPUs "
+                         f"are busy; 0.7 = 70%), got {text}{hint}")
+    return u
+
+
+def check_counts(input_tokens: int | None, output_tokens: int | None, throughput: float | None) -> None:
+    if input_tokens is not None and input_tokens < 0:
+        raise InputError(f"--input-tokens must be 0 or more (input tokens per request), got {input_tokens}")
+    if output_tokens is not None and output_tokens < 1:
+        raise InputError(f"--output-tokens must be 1 or more (output tokens per request; self-hosted cost "
+                         f"follows generated tokens), got {output_tokens}")
+    if throughput is not None and (not math.isfinite(throughput) or throughput <= 0):
+        raise InputError(f"--throughput must be a positive number of output tokens per second, got {throughput}")
+
+
+# ---------------------------------------------------------------- what hardware to price
+
+def _parse_gpu(text: str, cat) -> "AcceleratorSpec":
+    from ..accelerators import AcceleratorSpec, parse_spec
+
+    try:
+        return parse_spec(text)
+    except ValueError as e:
+        name, _, count = text.partition(":")
+        canon = cat.accelerator_names().get(name.strip().lower()) if cat is not None else None
+        if canon and (not count or count.strip().isdigit() and int(count) >= 1):
+            return AcceleratorSpec(canon, int(count) if count else 1)
+        raise InputError(f"--gpu {text}: {e}") from None
+
+
+def _synthetic_recipe(specs: tuple, label: str, nodes: int = 1):
+    from ..recipe import Budget, Recipe, Resources, Teardown
+
+    return Recipe(name="cost-compare", kind="batch-infer",
+                  resources=Resources(accelerators=tuple(specs), nodes=nodes, spot="auto"),
+                  budget=Budget(), target="cloud", teardown=Teardown(after="job"), schedule=None,
+                  workload={}, path=label)
+
+
+def cheapest_offers(recipe, cat) -> dict:
+    """{'spot': Candidate|None, 'on-demand': Candidate|None} from the planner, ranking both modes."""
+    from .. import planner
+
+    r = dataclasses.replace(recipe, resources=dataclasses.replace(recipe.resources, spot="auto"),
+                            budget=dataclasses.replace(recipe.budget, max_usd=None))
+    plan = planner.plan(r, cat)
+    out = {"spot": None, "on-demand": None}
+    for c in plan.candidates:
+        key = "spot" if c.spot else "on-demand"
+        if out[key] is None:
+            out[key] = c
+    return out
+
+
+# ---------------------------------------------------------------- the comparison
+
+def self_hosted_row(tp: Throughput, mode: str, cand, utilization: float, i_tok: int, o_tok: int) -> dict:
+    hourly = cand.hourly_usd
+    out_per_hour = tp.output_tokens_per_s * 3600.0 * utilization
+    usd_req = hourly * o_tok / out_per_hour
+    tokens = i_tok + o_tok
+    return {
+        "throughput": tp.label, "kind": tp.kind, "mode": mode,
+        "offer": {**cand.as_dict(), "label": cand.label},
+        "hourly_usd": hourly, "output_tokens_per_s": tp.output_tokens_per_s,
+        "output_tokens_per_hour_at_utilization": out_per_hour,
+        "usd_per_request": usd_req,
+        "usd_per_1m_tokens": usd_req / tokens * 1e6,
+        "usd_per_1m_output_tokens": hourly / out_per_hour * 1e6,
+        "tokens_per_usd": tokens / usd_req if usd_req > 0 else None,
+        "monthly_usd": hourly * HOURS_PER_MONTH,
+        "monthly_capacity_tokens": out_per_hour * HOURS_PER_MONTH * tokens / o_tok,
+    }
+
+
+def break_even(row: dict, api: baselines.ApiPrice) -> dict:
+    tokens = api.tokens
+    out = {"self_hosted": f"{row['throughput']} {row['mode']}", "api": api.name,
+           "monthly_tokens": None, "monthly_requests": None, "self_hosted_cheaper_above": False}
+    if api.total_usd <= 0:
+        out["why"] = "the API is free at this mix"
+        return out
+    volume = row["monthly_usd"] / (api.total_usd / tokens)
+    out["monthly_tokens"] = volume
+    out["monthly_requests"] = volume / tokens
+    if volume <= row["monthly_capacity_tokens"] * (1 + 1e-12):
+        out["self_hosted_cheaper_above"] = True
+    else:
+        out["why"] = (f"above the {row['monthly_capacity_tokens']:.4g} tokens/month one cluster serves at this "
+                      "utilisation: self-hosting is never cheaper")
+    return out
+
+
+@dataclass
+class _Source:
+    """What to price: throughputs, on which GPUs (as a recipe for the planner), the default mix."""
+
+    throughputs: list
+    recipe: object
+    mix: tuple[int, int] = (DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS)
+    mix_source: str = "default"
+    run: dict | None = None  # the `run` section of the output
+    actual: dict | None = None  # a billed run's own cost
+    notes: list = field(default_factory=list)
+
+
+def compare(*, model: str | None = None, apis: list[str] | None = None, input_tokens: int | None = None,
+            output_tokens: int | None = None, run_id: str | None = None, throughput: float | None = None,
+            gpu: str | None = None, utilization: float = DEFAULT_UTILIZATION, catalog_flag: str | None = None,
+            ledger=None) -> dict:
+    """The whole comparison as one JSON-ready document (docs/cost.md lists its fields)."""
+    from .. import catalog as catalog_mod
+
+    check_counts(input_tokens, output_tokens, throughput)
+    if run_id is not None and throughput is not None:
+        raise InputError("--run and --throughput both give the throughput; pass one of them")
+    api_names = _api_list(apis)
+    cat = catalog_mod.load(catalog_flag)
+    if not cat.offers:
+        raise InputError(f"catalog {cat.source} holds no GPU offers to price self-hosting with; pass --catalog DIR "
+                         "(SkyPilot's <cloud>/vms.csv layout) or set $RAYCTL_CATALOG")
+    spec = _parse_gpu(gpu, cat) if gpu else None
+    if run_id is not None:
+        src = _from_run(run_id, spec, model, ledger)
+    elif throughput is not None:
+        src = _stated(throughput, spec, gpu, model)
+    else:
+        src = _references(model, spec, gpu, cat)
+
+    i_tok = input_tokens if input_tokens is not None else src.mix[0]
+    o_tok = output_tokens if output_tokens is not None else src.mix[1]
+    mix_source = src.mix_source
+    if input_tokens is not None or output_tokens is not None:
+        mix_source = "flags" if mix_source == "default" else f"flags, else {mix_source}"
+
+    notes = list(src.notes)
+    offers = cheapest_offers(src.recipe, cat)
+    for mode, other in (("spot", "on-demand"), ("on-demand", "spot")):
+        if offers[mode] is None:
+            notes.append(f"No {mode} offer in the catalog for this GPU: {other} only.")
+    rows = [self_hosted_row(tp, mode, cand, utilization, i_tok, o_tok)
+            for tp in src.throughputs for mode, cand in offers.items() if cand is not None]
+    api_prices = [baselines.price(a, i_tok, o_tok) for a in api_names]
+    bes = [break_even(r, a) for r in rows for a in api_prices]
+    if src.actual is not None:
+        rows.append(src.actual)
+    return clean({
+        "model": model or src.throughputs[0].model or None,
+        "request": {"input_tokens": i_tok, "output_tokens": o_tok, "source": mix_source},
+        "utilization": utilization,
+        "hours_per_month": HOURS_PER_MONTH,
+        "gpu": ", ".join(str(s) for s in src.recipe.resources.accelerators),
+        "nodes": src.recipe.resources.nodes,
+        "catalog": {"source": cat.source, "as_of": cat.as_of, "warnings": list(cat.warnings)},
+        "genai_prices": {"version": baselines.library_version()},
+        "run": src.run,
+        "throughputs": [t.as_dict() for t in src.throughputs],
+        "self_hosted": rows,
+        "apis": [a.as_dict() for a in api_prices],
+        "break_even": bes,
+        "notes": notes,
+    })
+
+
+def _from_run(run_id: str, spec, model: str | None, ledger) -> _Source:
+    """A recorded run's measured throughput, priced at cloud offers for its GPUs."""
+    from ..ledger import Ledger
+    from . import accounting, measured
+
+    led = ledger or Ledger()
+    try:
+        m = measured.measure(measured.get_run(led, run_id))
+        run = m.run
+        specs, where, nodes = measured.accelerators(m, spec)
+        billed = accounting.run_cost(led, run)
+    finally:
+        if ledger is None:
+            led.close()
+    label = ", ".join(str(s) for s in specs)
+    if spec is None and m.recipe is not None and m.recipe.resources.accelerators:
+        recipe = m.recipe  # keeps its clouds, regions, nodes, ... (the planner drops its budget)
+    else:
+        recipe = _synthetic_recipe(specs, where, nodes=nodes)
+    tp = Throughput(model=model or measured.model_name(m) or "", accelerator=label,
+                    count=None, engine="measured", label="measured", output_tokens_per_s=m.output_tokens_per_s,
+                    kind="measured", source=f"rayctl ledger run {run['id']}")
+    notes = list(m.notes)
+    cost = billed["cost_usd"]
+    if cost > 0:
+        notes.append(f"Run {run['id']} ran on {run['target']} and was billed {cost:,.4f} USD; its measured "
+                     f"throughput is priced at the planner's cheapest spot and on-demand offers for {label}, and its "
+                     "own billed cost is the 'actual' row.")
+    else:
+        notes.append(f"Run {run['id']} ran on target '{run['target']}' at $0/h, so it has no tokens per dollar of "
+                     f"its own. Its measured throughput ({m.output_tokens_per_s:.4g} output tok/s) is priced at the "
+                     f"planner's cheapest cloud offers for {label} x {recipe.resources.nodes} node(s): what that "
+                     "throughput would cost there. It was measured on the hardware the run used, not on those GPUs; "
+                     "a GPU usually runs faster.")
+    notes.append(f"Measured throughput = output tokens / {m.duration_source}.")
+    if run["status"] != "succeeded":
+        notes.append(f"Run {run['id']} ended '{run['status']}': its throughput covers the part that ran.")
+    actual = None
+    if cost > 0:
+        tokens = billed["tokens"] or 0
+        actual = {"throughput": "measured", "kind": "actual", "mode": "+".join(sorted(billed["by_mode"])) or "-",
+                  "offer": None, "hourly_usd": run.get("hourly_usd") or None, "output_tokens_per_s": m.output_tokens_per_s,
+                  "usd_total": cost, "billed_node_hours": billed["billed_node_hours"],
+                  "usd_per_1m_tokens": cost / tokens * 1e6 if tokens else None,
+                  "tokens_per_usd": tokens / cost if tokens else None}
+    run_doc = {"id": run["id"], "recipe": run["recipe"], "kind": run["kind"], "target": run["target"],
+               "status": run["status"], "hourly_usd": run.get("hourly_usd"), "cost_usd": cost,
+               "output_tokens_per_s": m.output_tokens_per_s, "duration_s": m.duration_s,
+               "duration_source": m.duration_source, "rows": run.get("rows"), "input_tokens": run.get("input_tokens"),
+               "output_tokens": run.get("output_tokens"), "priced_on": label, "nodes": recipe.resources.nodes}
+    src = _Source(throughputs=[tp], recipe=recipe, run=run_doc, actual=actual, notes=notes)
+    if m.mix:
+        src.mix, src.mix_source = m.mix, f"average per row of run {run['id']}"
+    return src
+
+
+def _stated(throughput: float, spec, gpu: str | None, model: str | None) -> _Source:
+    if spec is None:
+        raise InputError("--throughput needs --gpu NAME:COUNT: the GPU offer the stated throughput runs on "
+                         "(e.g. --gpu A100-80GB:1)")
+    tp = Throughput(model=model or "", accelerator=spec.name, count=spec.count, engine="stated", label="stated",
+                    output_tokens_per_s=float(throughput), kind="stated", source="--throughput")
+    return _Source(throughputs=[tp], recipe=_synthetic_recipe((spec,), f"--gpu {gpu}"))
+
+
+def _references(model: str | None, spec, gpu: str | None, cat) -> _Source:
+    """The shipped published figures for the model, on their GPU or scaled to --gpu's count."""
+    from . import throughputs as tp_mod
+
+    refs = tp_mod.for_model(model or DEFAULT_MODEL, tp_mod.load())
+    if spec is None:
+        spec = _parse_gpu(f"{refs[0].accelerator}:{refs[0].count}", cat)
+        gpu = str(spec)
+    on_gpu = [r for r in refs if r.accelerator.lower() == spec.name.lower()]
+    if not on_gpu:
+        have = sorted({f"{r.accelerator}:{r.count}" for r in refs})
+        raise InputError(f"--gpu {gpu}: no reference throughput for {refs[0].model} on {spec.name} "
+                         f"(reference figures exist for {', '.join(have)}). State one with --throughput TOK_S, "
+                         "or measure one with --run RUN.")
+    tps, notes = [], []
+    for r in on_gpu:
+        factor = spec.count / r.count
+        tps.append(dataclasses.replace(r, count=spec.count, output_tokens_per_s=r.output_tokens_per_s * factor))
+        if factor != 1:
+            notes.append(f"{r.label}: published for {r.accelerator}:{r.count}, scaled x{factor:g} for "
+                         f"{spec} assuming one replica per GPU (linear).")
+    notes.append("Reference throughputs are published figures (pricing/throughputs.csv), not measurements "
+                 "by rayctl; measure your workload with --run RUN or state one with --throughput.")
+    return _Source(throughputs=tps, recipe=_synthetic_recipe((spec,), f"--gpu {gpu}"), notes=notes)
+
+
+def _api_list(apis: list[str] | None) -> list[str]:
+    if not apis:
+        return list(baselines.DEFAULT_APIS)
+    out: list[str] = []
+    for a in apis:
+        for part in a.split(","):
+            part = part.strip()
+            if not part:
+                raise InputError(f"--api '{a}': an empty name in the list; write e.g. --api gpt-4o-mini,claude-3-5-haiku")
+            if part not in out:
+                out.append(part)
+    return out
+
