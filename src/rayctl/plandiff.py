@@ -247,7 +247,9 @@ _LABEL = {"changed": "changed", "added": "added", "removed": "removed", "failing
 def _row(r: dict) -> str:
     o, n, f = r["old"], r["new"], set(r["fields"])
     change = _LABEL[r["change"]]
-    if r["change"] == "changed":
+    if r["change"] == "added" and not n["ok"]:
+        change = "added, fails"
+    elif r["change"] == "changed":
         change = ", ".join(x for x in FIELDS if x in f)
     cells = [_md(r["recipe"] or r["file"] or "?"), change,
              _pair(o, n, _offer, bool(f & {"offer", "error"}) or r["change"] in ("failing", "fixed")),
