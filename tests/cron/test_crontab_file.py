@@ -254,3 +254,13 @@ def test_other_input_errors(cli, make_recipe, crontab_file, tmp_path, rayctl_hom
     for res in (r,):
         assert_no_traceback(res)
     assert crontab_file.read_bytes() == FOREIGN
+
+
+def test_without_the_crontab_command_the_user_crontab_is_a_clear_error(cli, make_recipe, tmp_path):
+    # PATH without cron's directories: as on a machine where cron is not installed
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    r = cli("schedule", "add", make_recipe("nightly"), env={"PATH": str(bare)})
+    assert r.code == 2, r
+    assert_no_traceback(r)
+    assert "the `crontab` command is not installed" in r.err and "--crontab-file" in r.err
