@@ -280,20 +280,28 @@ def remove(name: str, *, crontab_file=None) -> tuple[Schedule | None, int, str]:
     with _registry_lock():
         reg = load_registry()
         s = reg.get(name)
-        if crontab_file is not None:
-            target = crontab.Target(crontab_file)
-        elif s is not None:
-            target = s.target
-        else:
-            target = crontab.Target(None)
-        n = _remove_lines(target, [name])
+        targets = [s.target] if s is not None else []
+        if crontab_file is not None or s is None:
+            extra = crontab.Target(crontab_file)
+            if not targets or extra.key != targets[0].key:
+                targets.append(extra)
+        counts = []
+        for t in targets:
+            try:
+                counts.append(_remove_lines(t, [name]))
+            except InputError:
+                if s is not None or crontab_file is not None:
+                    raise
+                counts.append(0)  # no crontab command: there is no stray line to find either
+        n = sum(counts)
         if s is None and n == 0:
             known = ", ".join(reg) or "none"
             raise InputError(f"no schedule named '{name}' (known: {known}); `rayctl schedule list` shows them")
         if s is not None:
             del reg[name]
             _save_registry(reg)
-    return s, n, target.label
+    label = " and ".join(t.label for t, c in zip(targets, counts) if c) or targets[0].label
+    return s, n, label
 
 
 def listing(*, crontab_file=None, count: int = 1) -> list[dict]:

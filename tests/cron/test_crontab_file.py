@@ -264,3 +264,12 @@ def test_without_the_crontab_command_the_user_crontab_is_a_clear_error(cli, make
     assert r.code == 2, r
     assert_no_traceback(r)
     assert "the `crontab` command is not installed" in r.err and "--crontab-file" in r.err
+
+
+def test_remove_with_another_crontab_file_cleans_both(cli, make_recipe, crontab_file, tmp_path):
+    assert cli("schedule", "add", make_recipe("nightly"), "--crontab-file", crontab_file).code == 0
+    copy = tmp_path / "copy"
+    copy.write_bytes(crontab_file.read_bytes())
+    r = cli("schedule", "remove", "nightly", "--crontab-file", copy)
+    assert r.code == 0 and "(2 lines from crontab file" in r.out and " and crontab file " in r.out, r
+    assert crontab_file.read_bytes() == FOREIGN and copy.read_bytes() == FOREIGN
