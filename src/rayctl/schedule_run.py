@@ -176,7 +176,13 @@ def _raise_interrupt(signum, frame):
 def run(name: str, recipe_path: str | None = None) -> int:
     """Run schedule `name` once; returns the exit code."""
     sched.check_name(name, "NAME")
-    entry = sched.load_registry().get(name)
+    registry_error = None
+    try:
+        entry = sched.load_registry().get(name)
+    except InputError as e:
+        if recipe_path is None:
+            raise
+        entry, registry_error = None, e  # the crontab line names the recipe: run it anyway
     if recipe_path is None:
         if entry is None:
             raise InputError(f"no schedule named '{name}'; `rayctl schedule list` shows them "
@@ -191,6 +197,8 @@ def run(name: str, recipe_path: str | None = None) -> int:
                 "nothing launched")
             return 0
         log.rotate()
+        if registry_error is not None:
+            log(f"warning: {registry_error.message}")
         old = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             return _run_locked(name, recipe_path, entry, log)

@@ -183,3 +183,16 @@ def test_two_overlapping_runs_launch_exactly_once(cli, make_recipe, tmp_path, ra
     assert first.returncode == 0, (out, err)
     rows = [r for r in ledger_runs(rayctl_home) if r["schedule"] == "nightly"]
     assert len(rows) == 1 and rows[0]["status"] == "succeeded", rows
+
+
+def test_a_damaged_registry_does_not_stop_the_crontab_line(scheduled, rayctl_home, tmp_path):
+    recipe, line = scheduled
+    (rayctl_home / "schedules.json").write_text("{damaged")
+    recipe.write_text("name: nightly\nkind: nope\n")  # fails fast after starting, whatever the launcher
+    proc = subprocess.run(["/usr/bin/env", "-i", f"HOME={tmp_path}", "/bin/sh", "-c", command_of(line)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc
+    text = log_of(rayctl_home).read_text()
+    assert "warning:" in text and "registry is damaged" in text and "run started" in text, text
+    (row,) = ledger_runs(rayctl_home)
+    assert row["schedule"] == "nightly" and row["status"] == "failed"
