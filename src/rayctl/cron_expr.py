@@ -106,7 +106,12 @@ def _check_field(raw: str, name: str, lo: int, hi: int, names) -> None:
 
 def next_runs(expr: str, count: int = 1, after: dt.datetime | None = None) -> list[dt.datetime]:
     """The next `count` times `expr` fires after `after` (default now), in local time."""
-    from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+    try:
+        from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+    except ImportError:
+        from .errors import RayctlError
+
+        raise RayctlError("schedules need the croniter package: pip install 'rayctl[cron]'") from None
 
     start = (after or dt.datetime.now()).astimezone()
     try:

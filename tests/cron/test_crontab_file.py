@@ -273,3 +273,17 @@ def test_remove_with_another_crontab_file_cleans_both(cli, make_recipe, crontab_
     r = cli("schedule", "remove", "nightly", "--crontab-file", copy)
     assert r.code == 0 and "(2 lines from crontab file" in r.out and " and crontab file " in r.out, r
     assert crontab_file.read_bytes() == FOREIGN and copy.read_bytes() == FOREIGN
+
+
+def test_without_croniter_the_error_says_what_to_install(make_recipe, crontab_file, rayctl_home):
+    import subprocess
+
+    code = ("import sys; sys.modules['croniter'] = None; "  # as if the [cron] extra were not installed
+            "from rayctl.cli.main import main; main(sys.argv[1:])")
+    p = subprocess.run([sys.executable, "-c", code, "schedule", "add", str(make_recipe("nightly")),
+                        "--crontab-file", str(crontab_file)], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, RAYCTL_HOME=str(rayctl_home)))
+    assert p.returncode == 1, p
+    assert "schedules need the croniter package: pip install 'rayctl[cron]'" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert crontab_file.read_bytes() == FOREIGN
