@@ -61,14 +61,25 @@ def plan_cmd(
     budget: Optional[float] = typer.Option(None, "--budget", min=0.0, help="Fail (exit 3) when the estimate exceeds USD."),
     hours: Optional[float] = typer.Option(None, "--hours", help="Hours to estimate for (default: budget.max_hours, else 1)."),
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Keep only the first N candidates (default: all in JSON, 10 on screen)."),
+    diff: Optional[Path] = typer.Option(None, "--diff", metavar="OLD.json", help="Compare with an earlier `plan --json` output: print what changed (offer, region, $/h, estimate) as a markdown table for a pull-request comment, or as JSON with --json. Exit codes stay those of the plan."),
 ) -> None:
-    """Rank every feasible offer for each recipe, cheapest first, with the failover order."""
+    """Rank every feasible offer for each recipe, cheapest first, with the failover order.
+
+    JSON (--json): one recipe gives its plan object, several give {"plans": [...]} in
+    argument order; a recipe that cannot be planned gives {"file", "recipe", "error"}.
+    Equal inputs give byte-identical output.
+    """
     from .. import catalog as catalog_mod
     from .. import planner
     from .. import recipe as recipe_mod
 
     if hours is not None and hours <= 0:
         raise InputError(f"--hours must be > 0, got {hours}")
+    old_plans = None
+    if diff is not None:
+        from ..plandiff import load_plans
+
+        old_plans = load_plans(diff)  # a bad OLD.json is an input error before any planning
     loaded: list = []  # per recipe: Recipe, or (path, error)
     for path in recipes:
         try:
@@ -92,9 +103,19 @@ def plan_cmd(
         try:
             docs.append(planner.plan(r, cat, budget_usd=budget, hours=hours, top=top))
         except RayctlError as e:
-            docs.append((r.path, e))
-    if json_out:
-        out = [_error_doc(*d) if isinstance(d, tuple) else d.as_dict() for d in docs]
+            docs.append((r.path, e, r.name))
+    if json_out or old_plans is not None:
+        out = [_error_doc(*d) if isinstance(d, tuple) else {**d.as_dict(), "file": r.path}
+               for d, r in zip(docs, loaded)]
+    if old_plans is not None:
+        from .. import plandiff
+
+        result = plandiff.diff(old_plans, out)
+        if json_out:
+            dump_json(result)
+        else:
+            sys.stdout.write(plandiff.markdown(result))
+    elif json_out:
         dump_json(out[0] if len(out) == 1 else {"plans": out})
     else:
         for d in docs:
@@ -108,8 +129,10 @@ def plan_cmd(
         raise typer.Exit(EXIT_INPUT if EXIT_INPUT in codes else max(codes))
 
 
-def _error_doc(path: str, e: RayctlError) -> dict:
+def _error_doc(path: str, e: RayctlError, name: str | None = None) -> dict:
     doc = {"file": path, "error": {"exit_code": e.exit_code, "message": e.message}}
+    if name is not None:
+        doc["recipe"] = name
     if isinstance(e, RecipeError):
         doc["error"]["problems"] = [p.as_dict() for p in e.problems]
     return doc
