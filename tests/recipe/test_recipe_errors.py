@@ -176,3 +176,10 @@ def test_schema_is_valid_json_schema_and_accepts_good_recipes(cli, tmp_path):
     jsonschema.validate(yaml.safe_load(GOOD), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "x", "kind": "train", "bogus": 1}, schema)
+
+
+def test_bad_schedule_is_a_recipe_error(cli, tmp_path):
+    check(cli, write(tmp_path, "name: x\nkind: batch-infer\nschedule: '0 25 * * *'\n"),
+          "recipe.yaml:3:11", "field 'schedule'", "hour")
+    r = cli("validate", write(tmp_path, "name: x\nkind: batch-infer\nschedule: '@daily'\n", "ok.yaml"))
+    assert r.code == 0, r

@@ -33,6 +33,15 @@ def loads(data: bytes, path: str = "<recipe>") -> Recipe:
             f"a recipe is a mapping of fields (name, kind, resources, ...), but this file holds {kind}",
             line=line, column=col)])
     problems = validate(doc)
+    if not problems and isinstance(doc.value.get("schedule"), str):
+        from ..cron_expr import CronError, check as check_cron
+
+        try:
+            check_cron(doc.value["schedule"])
+        except CronError as e:
+            line, col = doc.where(("schedule",))
+            problems.append(Problem(f"'{doc.value['schedule']}' is not a cron expression cron can run: {e}",
+                                    field="schedule", line=line, column=col))
     if not problems:
         check = WORKLOAD_CHECKS.get(doc.value.get("kind"))
         if check is not None:
