@@ -1,0 +1,646 @@
+"""The cloud target: run a recipe on the plan's offers through SkyPilot, and never leak a cluster.
+
+Entry points (called by `rayctl.launch` and the CLI):
+
+- `launch_cloud(recipe, plan, ledger, run_id, *, detach, quiet) -> dict` (the final ledger row)
+- `cloud_status(run)`, `cloud_logs(run, follow)`, `cloud_stop(run)`, `down_all(ledger)`
+
+How a launch goes:
+
+1. Credentials (`cloud_check`, seconds, no API server): candidates on clouds without
+   usable credentials are dropped; none left -> `InputError` (exit 2) saying which
+   clouds are enabled and how to fix it. GCP candidates over the region's free GPU quota
+   (from `rayctl pricing refresh`) for nodes x GPUs are dropped too.
+2. The task (`skypilot_task`): the remaining candidates in plan order as
+   `resources.ordered`, so SkyPilot fails over in rayctl's order.
+3. The cluster is registered (`cloud_registry`) *before* SkyPilot is asked, then:
+   - train / tune / batch-infer with `teardown.after: job` (the default): a SkyPilot
+     managed job (`sky.jobs.launch`) with a recovery strategy. SkyPilot's controller
+     relaunches a preempted spot cluster on the next candidate; the workload resumes
+     from its checkpoint; the controller tears the cluster down when the job ends.
+   - serve, and batch recipes that keep their cluster (`teardown.after: idle|never`):
+     `sky.launch` of a cluster, with autodown after `idle_minutes` and/or the budget
+     (a serve cluster's time-to-live); serve prints the public endpoint.
+4. While attached, rayctl polls SkyPilot every `RAYCTL_CLOUD_POLL_S` (20) seconds,
+   streams the job's logs into the run's log file (redacted), records where the cluster
+   runs, each preemption and recovery (ledger segments + events), and enforces the
+   budget: when the cost so far plus one more poll interval would pass `budget.max_usd`,
+   or the time would pass `budget.max_hours`, it stops the job and tears down.
+   Independently, the head node stops the job at an absolute deadline (`max_hours`, and
+   `max_usd` at the cheapest candidate's $/h), so a detached run or a dead client cannot
+   overspend by more than the price spread between candidates.
+5. Any failure after provisioning started -- a SkyPilot/provider error, the job failing,
+   Ctrl-C, the budget -- ends in teardown (managed: `sky.jobs.cancel`, cluster:
+   `sky.down`), the ledger row finished as failed/interrupted/stopped, and a raised
+   RayctlError. If teardown itself fails, a loud message naming the cluster and the
+   command to delete it is printed and recorded (event `teardown_failed`, registry state
+   `teardown_failed`), and `rayctl down --all` retries it.
+
+Tests inject a fake `sky` (`sky=`), a credential checker (`checker=`), a clock and a
+sleep function; the code path is the one users run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ..errors import InputError, Interrupted, JobFailed, RayctlError
+from ..redact import redact
+from . import cloud_registry as registry
+from . import skypilot_task as tasks
+from .skypilot_sdk import CLUSTER_JOB_TERMINAL, MANAGED_TERMINAL, SkyClient
+from .skypilot_track import LogSink, Tracker, iso
+
+POLL_S = float(os.environ.get("RAYCTL_CLOUD_POLL_S") or 20)
+CANCEL_WAIT_S = 600.0
+
+
+class BudgetExceeded(JobFailed):
+    """The run was stopped (and torn down) because it would pass its budget."""
+
+
+class _Stop(Exception):
+    def __init__(self, status: str, reason: str, exc: RayctlError):
+        self.status, self.reason, self.exc = status, reason, exc
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        sys.stderr.write(f"rayctl: {msg}\n")
+        sys.stderr.flush()
+
+
+def _loud(msg: str) -> None:
+    bar = "!" * 78
+    sys.stderr.write(f"{bar}\nrayctl: ERROR: {msg}\n{bar}\n")
+    sys.stderr.flush()
+
+
+def _log_path(ledger, run_id: str) -> Path:
+    row = ledger.get(run_id)
+    if row.get("log_path"):
+        return Path(row["log_path"])
+    from ..catalog import rayctl_home
+
+    p = rayctl_home() / "logs" / f"{run_id}.log"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    ledger.update(run_id, log_path=str(p))
+    return p
+
+
+# ------------------------------------------------------------------ credentials and candidates
+
+def usable_candidates(recipe, plan, checker=None) -> tuple[list, dict]:
+    """(candidates on clouds with credentials and enough GCP quota, check results)."""
+    from . import cloud_check
+
+    checker = checker or cloud_check.check
+    clouds = list(dict.fromkeys(c.cloud for c in plan.candidates))
+    results = checker(clouds)
+    enabled = {c for c, r in results.items() if r.enabled}
+    if not enabled:
+        raise InputError(
+            f"{recipe.path}: cannot launch '{recipe.name}' on the cloud: no usable credentials for the "
+            f"clouds in its plan ({', '.join(clouds)}). Nothing was started.\n"
+            + redact(cloud_check.summary(results))
+            + "\nAfter fixing credentials, check with `rayctl cloud check` (or `sky check`). "
+              "To run on this machine instead, use --target local.")
+    cands = [c for c in plan.candidates if c.cloud in enabled]
+    from .. import price_cache
+
+    kept = [c for c in cands if price_cache.quota_allows(c, recipe.resources.nodes) is not False]
+    if not kept:
+        raise InputError(f"{recipe.path}: every candidate on an enabled cloud ({', '.join(sorted(enabled))}) "
+                         "lacks GPU quota for "
+                         f"{recipe.resources.nodes} node(s) (from `rayctl pricing refresh`); request more quota "
+                         "or change resources.")
+    return kept, results
+
+
+def _aws_zone_names(cands, quiet: bool):
+    """(zone ID -> name mapping or None, region_only) for the AWS candidates."""
+    if not any(c.cloud == "aws" and c.zone for c in cands):
+        return None, False
+    m = tasks.aws_zone_names()
+    if m is not None:
+        return m, False
+    try:
+        from ..prices import aws as aws_prices
+
+        m = aws_prices.fetch_zone_mapping(sorted({c.region for c in cands if c.cloud == "aws"}))
+        if m:
+            return m, False
+    except Exception as e:
+        _say(f"could not read this AWS account's zone names ({redact(type(e).__name__)}); "
+             "AWS candidates are tried per region, not per zone", quiet)
+    return None, True
+
+
+# ------------------------------------------------------------------ launch
+
+def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, quiet: bool = False,
+                 sky=None, checker=None, spec=None, zone_names=None, clock=time.time, sleep=time.sleep,
+                 poll_s: float | None = None, max_candidates: int = tasks.MAX_CANDIDATES) -> dict:
+    """Run `recipe` on the cloud through SkyPilot; returns the final ledger row.
+
+    The run row `run_id` must exist (created by `rayctl.launch`). Raises InputError (2)
+    without starting anything when credentials are missing, JobFailed (1) when the job
+    or the provider fails, BudgetExceeded (1) when the budget stopped it, Interrupted
+    (130) on Ctrl-C; in every case after provisioning started, the cluster is torn down
+    first (or a loud message names it).
+    """
+    poll_s = POLL_S if poll_s is None else poll_s
+    cands, _checks = usable_candidates(recipe, plan, checker)
+    if zone_names is None:
+        zone_names, region_only = _aws_zone_names(cands, quiet)
+    else:
+        region_only = False
+    if spec is None:
+        spec = tasks.job_spec(recipe, run_id)
+    start = clock()
+    cheapest = min((c.hourly_usd for c in cands[:max_candidates]), default=None)
+    budget_s = tasks.deadline_seconds(recipe, cheapest)
+    config, used = tasks.build_task(recipe, plan, run_id, spec, candidates=cands, zone_names=zone_names,
+                                    aws_region_only=region_only,
+                                    deadline_epoch=(start + budget_s) if budget_s is not None else None,
+                                    max_candidates=max_candidates, with_secret_values=True)
+    name = config["name"]
+    mode = "managed" if tasks.managed(recipe) else "cluster"
+    client = SkyClient(sky)
+    task = client.task(config)
+    autostop = (config["resources"].get("autostop") or {}).get("idle_minutes")
+    registry.add(ledger, name, run_id=run_id, mode=mode, nodes=recipe.resources.nodes,
+                 candidates=_cands_json(used), detail=f"zone_names={_zone_json(zone_names)}")
+    sink = LogSink(_log_path(ledger, run_id), echo=not quiet)
+    run = _Run(ledger, run_id, client, name, mode, used, recipe.resources.nodes, sink,
+               {v: k for k, v in (zone_names or {}).items()}, clock, sleep, poll_s, quiet,
+               budget=recipe.budget, start=start)
+    ledger.update(run_id, status="provisioning", cluster=name)
+    ledger.add_event(run_id, "launch", detail={"cluster": name, "mode": mode, "candidates": len(used),
+                                               "first": used[0].label if used else None})
+    _say(f"launching {name} ({'managed job' if mode == 'managed' else 'cluster'}; {len(used)} candidate "
+         f"offer(s), first {used[0].label}); SkyPilot's API server may take ~30 s to start on first use", quiet)
+    try:
+        if mode == "managed":
+            return run.managed(task, detach)
+        return run.cluster(task, detach, kind=recipe.kind, teardown_after=recipe.teardown.after,
+                           autostop=autostop)
+    except _Stop as s:
+        note = run.teardown(s.reason)
+        ledger.finish(run_id, s.status, s.reason + note, ended_at=iso(clock()), **sink.ledger_fields())
+        s.exc.message += note
+        raise s.exc from None
+    except KeyboardInterrupt:
+        note = run.teardown("interrupted (Ctrl-C)")
+        ledger.finish(run_id, "interrupted", "interrupted by the user (Ctrl-C)" + note,
+                      ended_at=iso(clock()), **sink.ledger_fields())
+        raise Interrupted(f"interrupted; {name} " + ("was torn down" if not note else "teardown FAILED" + note)
+                          ) from None
+    except RayctlError:
+        raise
+    except Exception as e:  # SkyPilot / provider errors: redacted, one paragraph
+        why = _provider_error(e, len(used))
+        ledger.add_event(run_id, "provider_error", detail={"error": why})
+        note = run.teardown(f"provider error: {why}")
+        ledger.finish(run_id, "failed", why + note, ended_at=iso(clock()), **sink.ledger_fields())
+        raise JobFailed(f"{recipe.name}: cloud launch failed: {why}" + note) from None
+    finally:
+        sink.close()
+
+
+def _cands_json(cands) -> str:
+    import json
+
+    return json.dumps([{**c.as_dict(), "label": c.label} for c in cands], sort_keys=True)
+
+
+def _zone_json(m) -> str:
+    import json
+
+    return json.dumps(m or {}, sort_keys=True)
+
+
+def _provider_error(e: BaseException, n: int) -> str:
+    kind = type(e).__name__
+    msg = redact(str(e)).strip().splitlines()
+    first = msg[0] if msg else ""
+    if kind == "ResourcesUnavailableError":
+        hist = getattr(e, "failover_history", None) or []
+        return (f"no capacity on any of the {n} candidate offer(s) ({len(hist)} failover attempt(s)): "
+                f"{first[:300]}")
+    return f"{kind}: {first[:400]}"
+
+
+class _Cand:
+    """A plan candidate rebuilt from the registry (for runs rayctl is not attached to)."""
+
+    def __init__(self, d: dict):
+        self.__dict__.update(d)
+        self.label = d.get("label") or f"{d.get('cloud')}/{d.get('region')} {d.get('instance_type')}"
+
+
+class _Run:
+    """One cloud run's cluster: launch, poll, track, enforce the budget, tear down."""
+
+    def __init__(self, ledger, run_id, client: SkyClient, name, mode, candidates, nodes, sink, zone_ids, clock,
+                 sleep, poll_s, quiet, *, budget=None, start=None, job_id=None):
+        self.ledger, self.run_id, self.client, self.name, self.mode = ledger, run_id, client, name, mode
+        self.sink, self.clock, self.sleep, self.poll_s, self.quiet = sink, clock, sleep, poll_s, quiet
+        self.budget = budget
+        self.start = start if start is not None else clock()
+        self.job_id = job_id
+        self.request = None
+        self.tracker = Tracker(ledger, run_id, candidates, nodes, clock, zone_ids)
+
+    @classmethod
+    def from_registry(cls, ledger, row: dict, client: SkyClient, *, clock=time.time, sleep=time.sleep,
+                      quiet=True, sink=None):
+        import json
+
+        cands = [_Cand(d) for d in json.loads(row.get("candidates") or "[]")]
+        zmap = {}
+        det = row.get("detail") or ""
+        if det.startswith("zone_names="):
+            try:
+                zmap = json.loads(det[len("zone_names="):])
+            except ValueError:
+                zmap = {}
+        run = ledger.get(row["run_id"]) if row.get("run_id") else None
+        budget = None
+        if run is not None and run.get("recipe_path"):
+            budget = _budget_of(run)
+        r = cls(ledger, row["run_id"], client, row["name"], row["mode"], cands, row.get("nodes") or 1,
+                sink or LogSink(None, echo=False), {v: k for k, v in zmap.items()}, clock, sleep, POLL_S, quiet,
+                budget=budget, start=_epoch(run["started_at"]) if run else None, job_id=row.get("job_id"))
+        r.tracker.restore()
+        return r
+
+    # ------------------------------------------------------------- managed jobs
+    def managed(self, task, detach: bool) -> dict:
+        self.job_id = self.client.launch_managed(task, self.name, output_stream=self.sink,
+                                                 on_request=self._on_request)
+        self.request = None
+        registry.update(self.ledger, self.name, job_id=self.job_id)
+        self.ledger.add_event(self.run_id, "submitted", detail={"managed_job_id": self.job_id})
+        if detach:
+            _say(f"detached: managed job {self.job_id} ({self.name}); follow with `rayctl logs {self.run_id}`, "
+                 f"stop with `rayctl stop {self.run_id}`", self.quiet)
+            return self.ledger.get(self.run_id)
+        self._follow_logs(lambda: self.client.managed_logs(self.job_id, True, self.sink))
+        missing = 0
+        while True:
+            rec = self.client.managed_record(self.job_id)
+            if rec is None:
+                missing += 1
+                if missing > 3:
+                    raise RuntimeError(f"managed job {self.job_id} is no longer listed by SkyPilot")
+            else:
+                missing = 0
+                self.tracker.observe(rec)
+                if rec.status == "RUNNING":
+                    registry.update(self.ledger, self.name, state="up", **self._where())
+                self._metrics()
+                if rec.status in MANAGED_TERMINAL:
+                    return self._managed_done(rec)
+            self.check_budget()
+            self.sleep(self.poll_s)
+
+    def _managed_done(self, rec) -> dict:
+        self._join_logs()
+        fields = self.sink.ledger_fields()
+        # SkyPilot's jobs controller releases the job's cluster when the job ends, whatever the outcome.
+        registry.update(self.ledger, self.name, state="down", detail=f"managed job {rec.status.lower()}")
+        self.ledger.add_event(self.run_id, "teardown", detail={"why": f"managed job {rec.status.lower()}; "
+                                                               "SkyPilot's controller released the cluster"})
+        end = iso(self.clock())
+        if rec.status == "SUCCEEDED":
+            return self.ledger.finish(self.run_id, "succeeded", None, ended_at=end, **fields)
+        if self.sink.budget_stop:
+            why = "budget deadline reached on the head node; job stopped, cluster released"
+            self.ledger.add_event(self.run_id, "budget_stop", detail={"by": "head deadline"})
+            self.ledger.finish(self.run_id, "stopped", why, ended_at=end, **fields)
+            raise BudgetExceeded(f"{self.name}: {why}")
+        if rec.status == "CANCELLED":
+            why = "the managed job was cancelled outside rayctl"
+            self.ledger.finish(self.run_id, "stopped", why, ended_at=end, **fields)
+            raise JobFailed(f"{self.name}: {why}")
+        why = f"{rec.status}: {redact(rec.failure_reason or 'see rayctl logs ' + self.run_id)}"
+        self.ledger.add_event(self.run_id, "job_failed", detail={"status": rec.status})
+        self.ledger.finish(self.run_id, "failed", why, ended_at=end, **fields)
+        raise JobFailed(f"{self.name}: job {why} (cluster released by SkyPilot)")
+
+    # ------------------------------------------------------------- clusters
+    def cluster(self, task, detach: bool, *, kind: str, teardown_after: str, autostop) -> dict:
+        job_id, handle = self.client.launch_cluster(task, self.name, idle_minutes=autostop,
+                                                    down=autostop is not None, output_stream=self.sink,
+                                                    on_request=self._on_request)
+        self.request = None
+        self.job_id = job_id
+        loc = SkyClient.handle_location(handle)
+        if loc is not None:
+            self.tracker.running_at(loc)
+        registry.update(self.ledger, self.name, job_id=job_id, state="up", **self._where())
+        if detach:
+            return self.ledger.get(self.run_id)
+        self._follow_logs(lambda: self.client.cluster_logs(self.name, job_id, True, self.sink))
+        while True:
+            try:
+                st = self.client.cluster_job_status(self.name, job_id)
+            except Exception as e:
+                if type(e).__name__ in ("ClusterNotUpError", "ClusterDoesNotExist"):
+                    self.tracker.preempted(f"cluster lost: {type(e).__name__}")
+                    raise _Stop("failed", "the cluster was lost (spot preemption?); runs that keep their "
+                                "cluster are not recovered (use teardown.after: job for managed recovery)",
+                                JobFailed(f"{self.name}: the cluster was lost")) from None
+                raise
+            self._metrics()
+            if st in CLUSTER_JOB_TERMINAL:
+                break
+            self.check_budget()
+            self.sleep(self.poll_s)
+        self._join_logs()
+        fields = self.sink.ledger_fields()
+        if st != "SUCCEEDED":
+            if self.sink.budget_stop:
+                self.ledger.add_event(self.run_id, "budget_stop", detail={"by": "head deadline"})
+                raise _Stop("stopped", "budget deadline reached on the head node; job stopped",
+                            BudgetExceeded(f"{self.name}: budget deadline reached; job stopped"))
+            self.ledger.add_event(self.run_id, "job_failed", detail={"status": st})
+            raise _Stop("failed", f"job {st}", JobFailed(f"{self.name}: job {st}; see `rayctl logs {self.run_id}`"))
+        if kind == "serve":
+            from .skypilot_task import SERVE_PORT
+
+            ep = self.client.endpoint(self.name, SERVE_PORT)
+            url = f"http://{ep}" if ep and "://" not in ep else ep
+            metrics = dict(fields.get("metrics") or {})
+            if url:
+                metrics["url"] = url
+            self.ledger.update(self.run_id, status="serving", metrics=metrics,
+                               **{k: v for k, v in fields.items() if k != "metrics"})
+            _say(f"serving at {url or '(endpoint unknown; see `sky status --endpoints ' + self.name + '`)'}; "
+                 f"stop with `rayctl stop {self.run_id}`", self.quiet)
+            return self.ledger.get(self.run_id)
+        end = iso(self.clock())
+        kept = "kept: " + ("autodown after idle" if autostop else f"delete with `rayctl stop {self.run_id}`")
+        self.ledger.add_event(self.run_id, "cluster_kept", detail={"why": f"teardown.after: {teardown_after}",
+                                                                   "autodown_minutes": autostop})
+        _say(f"job succeeded; cluster {self.name} {kept}", self.quiet)
+        return self.ledger.finish(self.run_id, "succeeded", f"cluster {kept}", ended_at=end, **fields)
+
+    # ------------------------------------------------------------- shared
+    def _on_request(self, req) -> None:
+        self.request = req
+
+    def _where(self) -> dict:
+        cur = self.tracker.current
+        if cur is None:
+            return {}
+        where, cand = cur
+        return {**where, "spot": int(bool(cand.spot)) if cand is not None else None}
+
+    def _metrics(self) -> None:
+        f = self.sink.ledger_fields()
+        if f and f != getattr(self, "_last_metrics", None):
+            self._last_metrics = f
+            self.ledger.update(self.run_id, **f)
+
+    def _follow_logs(self, fn) -> None:
+        def _run():
+            try:
+                fn()
+            except Exception as e:  # logs are best effort; status comes from polling
+                self.sink.write(f"rayctl: log stream ended: {type(e).__name__}: {redact(str(e))[:200]}\n")
+
+        self._log_thread = threading.Thread(target=_run, name="rayctl-cloud-logs", daemon=True)
+        self._log_thread.start()
+
+    def _join_logs(self, timeout: float = 30.0) -> None:
+        t = getattr(self, "_log_thread", None)
+        if t is not None:
+            t.join(timeout)
+
+    def check_budget(self) -> None:
+        b = self.budget
+        if b is None or (not b.max_usd and not b.max_hours):
+            return
+        now = self.clock()
+        step_h = self.poll_s / 3600.0
+        if b.max_usd:
+            cost = self.ledger.cost_of(self.run_id, at=iso(now))
+            rate = self.ledger.get(self.run_id).get("hourly_usd") or 0.0
+            if self.tracker.current is None or self.tracker.preempted_pending:
+                rate = 0.0  # nothing billing right now
+            if cost + rate * step_h >= b.max_usd - 1e-9:
+                why = (f"budget: ${cost:,.2f} spent at ${rate:,.4f}/h; the next {self.poll_s:g} s would pass "
+                       f"budget.max_usd ${b.max_usd:,.2f}")
+                self.ledger.add_event(self.run_id, "budget_stop", detail={"cost_usd": round(cost, 6),
+                                                                          "max_usd": b.max_usd})
+                raise _Stop("stopped", why, BudgetExceeded(f"{self.name}: stopped: {why}"))
+        if b.max_hours:
+            hours = (now - self.start) / 3600.0
+            if hours + step_h >= b.max_hours - 1e-9:
+                why = (f"budget: running {hours:.2f} h; the next {self.poll_s:g} s would pass "
+                       f"budget.max_hours {b.max_hours:g} h")
+                self.ledger.add_event(self.run_id, "budget_stop", detail={"hours": round(hours, 4),
+                                                                          "max_hours": b.max_hours})
+                raise _Stop("stopped", why, BudgetExceeded(f"{self.name}: stopped: {why}"))
+
+    def teardown(self, why: str) -> str:
+        """Tear down this run's cluster; '' when done, else a loud note (also recorded)."""
+        old = None
+        if threading.current_thread() is threading.main_thread():
+            try:
+                old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leak the cluster
+            except ValueError:
+                old = None
+        _say(f"tearing down {self.name} ({why}); please wait", self.quiet)
+        try:
+            if self.request is not None:
+                self.client.cancel_request(self.request)
+            if self.mode == "managed":
+                ids = [self.job_id] if self.job_id is not None else self.client.managed_by_name(self.name)
+                for jid in ids:
+                    self.client.cancel_managed(job_id=jid)
+                for jid in ids:
+                    self._wait_cancelled(jid)
+            else:
+                self.client.down(self.name)
+        except Exception as e:
+            err = f"{type(e).__name__}: {redact(str(e)).strip()[:300]}"
+            how = (f"`sky jobs cancel {self.job_id}`" if self.mode == "managed" and self.job_id is not None
+                   else f"`sky jobs cancel -n {self.name}`" if self.mode == "managed" else f"`sky down {self.name}`")
+            msg = (f"could not tear down cloud cluster '{self.name}' after: {why}. Error: {err}. "
+                   f"It may still be running and billing. Delete it now with {how} "
+                   f"(or retry with `rayctl down --all`), and check `sky status` / `sky jobs queue`.")
+            _loud(msg)
+            registry.update(self.ledger, self.name, state="teardown_failed", detail=msg)
+            self.ledger.add_event(self.run_id, "teardown_failed", detail={"cluster": self.name, "error": err,
+                                                                          "delete_with": how})
+            return f" -- TEARDOWN FAILED: {self.name} may still be billing; delete it with {how}"
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+        registry.update(self.ledger, self.name, state="down", detail=f"torn down: {why}")
+        self.ledger.add_event(self.run_id, "teardown", detail={"cluster": self.name, "why": why})
+        self.ledger.close_segment(self.run_id, ended_at=iso(self.clock()))
+        return ""
+
+    def _wait_cancelled(self, job_id: int) -> None:
+        waited = 0.0
+        while True:
+            rec = self.client.managed_record(job_id)
+            if rec is None or rec.status in MANAGED_TERMINAL:
+                return
+            if waited >= CANCEL_WAIT_S:
+                raise TimeoutError(f"managed job {job_id} still {rec.status} {int(waited)} s after cancel")
+            step = min(5.0, self.poll_s) or 0.0
+            self.sleep(step)
+            waited += max(step, 1.0)
+
+
+def _epoch(ts: str) -> float:
+    from ..ledger import parse_time
+
+    return parse_time(ts).timestamp()
+
+
+def _budget_of(run: dict):
+    """The budget of the recipe a run came from (re-read from its file; None if unreadable)."""
+    try:
+        from .. import recipe as recipe_mod
+
+        return recipe_mod.load(run["recipe_path"]).budget
+    except Exception:
+        return None
+
+
+# ------------------------------------------------------------------ status / logs / stop / down
+
+def _registry_row(ledger, run: dict) -> dict | None:
+    return registry.for_run(ledger, run["id"]) if run.get("id") else None
+
+
+def _ledger(ledger):
+    if ledger is not None:
+        return ledger
+    from ..ledger import Ledger
+
+    return Ledger()
+
+
+def cloud_status(run: dict, ledger=None, *, sky=None, clock=time.time) -> dict:
+    """Refresh a cloud run from SkyPilot into the ledger (location, recoveries, outcome, budget).
+
+    Returns {run_id, cluster, mode, job_id, sky_status, status, cloud, region, zone,
+    instance_type, recoveries, cost_usd, endpoint}. A run past its budget is stopped
+    and torn down here (detached runs are policed when `rayctl status` runs).
+    """
+    ledger = _ledger(ledger)
+    row = _registry_row(ledger, run)
+    if row is None:
+        raise InputError(f"run {run.get('id')}: no cloud cluster recorded for it")
+    client = SkyClient(sky)
+    r = _Run.from_registry(ledger, row, client, clock=clock)
+    sky_status = None
+    endpoint = None
+    final = ledger.get(r.run_id)["status"] in ("succeeded", "failed", "interrupted", "stopped")
+    if row["mode"] == "managed" and row.get("job_id") is not None:
+        rec = client.managed_record(int(row["job_id"]))
+        if rec is not None:
+            sky_status = rec.status
+            if not final:
+                r.tracker.observe(rec)
+                if rec.status in MANAGED_TERMINAL:
+                    try:
+                        r._managed_done(rec)
+                    except RayctlError:
+                        pass
+                    final = True
+    else:
+        sky_status = client.cluster_status(row["name"])
+        if sky_status is None and row["state"] in registry.LIVE:
+            registry.update(ledger, row["name"], state="down", detail="gone (autodown or deleted outside rayctl)")
+            if not final:
+                ledger.finish(r.run_id, "stopped", "cluster gone (autodown or deleted outside rayctl)",
+                              ended_at=iso(clock()))
+                final = True
+        elif sky_status == "UP" and ledger.get(r.run_id)["kind"] == "serve":
+            from .skypilot_task import SERVE_PORT
+
+            endpoint = client.endpoint(row["name"], SERVE_PORT)
+    if not final:
+        try:
+            r.check_budget()
+        except _Stop as s:
+            note = r.teardown(s.reason)
+            ledger.finish(r.run_id, s.status, s.reason + note, ended_at=iso(clock()))
+    cur = ledger.get(r.run_id)
+    return {"run_id": r.run_id, "cluster": row["name"], "mode": row["mode"], "job_id": row.get("job_id"),
+            "sky_status": sky_status, "status": cur["status"], "cloud": cur.get("cloud"),
+            "region": cur.get("region"), "zone": cur.get("zone"), "instance_type": cur.get("instance_type"),
+            "recoveries": len(ledger.events(cur["id"], kind="recovery")),
+            "cost_usd": round(ledger.cost_of(cur["id"]), 6), "endpoint": endpoint,
+            "registry_state": registry.get(ledger, row["name"])["state"]}
+
+
+def cloud_logs(run: dict, follow: bool = False, ledger=None, *, sky=None, out=None) -> int | None:
+    """Print a cloud run's job logs (redacted) from SkyPilot; returns SkyPilot's exit code."""
+    ledger = _ledger(ledger)
+    row = _registry_row(ledger, run)
+    if row is None or row.get("job_id") is None:
+        raise InputError(f"run {run.get('id')}: no cloud job recorded for it")
+    client = SkyClient(sky)
+    sink = LogSink(None, echo=True, out=out or sys.stdout)
+    try:
+        if row["mode"] == "managed":
+            return client.managed_logs(int(row["job_id"]), follow, sink)
+        return client.cluster_logs(row["name"], int(row["job_id"]), follow, sink)
+    finally:
+        sink.close()
+
+
+def cloud_stop(run: dict, ledger=None, *, sky=None, clock=time.time, why: str = "stopped by the user") -> dict:
+    """Stop a cloud run and tear its cluster down; returns the ledger row."""
+    ledger = _ledger(ledger)
+    row = _registry_row(ledger, run)
+    if row is None:
+        raise InputError(f"run {run.get('id')}: no cloud cluster recorded for it")
+    r = _Run.from_registry(ledger, row, SkyClient(sky), clock=clock, quiet=False)
+    note = r.teardown(why)
+    cur = ledger.get(r.run_id)
+    if cur["status"] not in ("succeeded", "failed", "interrupted", "stopped"):
+        cur = ledger.finish(r.run_id, "stopped", why + note, ended_at=iso(clock()))
+    if note:
+        raise RayctlError(f"{row['name']}: teardown failed{note}", exit_code=1)
+    return cur
+
+
+def down_all(ledger=None, *, sky=None, clock=time.time) -> list[dict]:
+    """Tear down every cluster rayctl created that is not known to be down.
+
+    Returns one dict per cluster: {name, run_id, mode, result ('down' | 'failed: ...')}.
+    """
+    ledger = _ledger(ledger)
+    rows = registry.all_rows(ledger, live_only=True)
+    if not rows:
+        return []
+    client = SkyClient(sky)
+    out = []
+    for row in rows:
+        r = _Run.from_registry(ledger, row, client, clock=clock, quiet=True)
+        note = r.teardown("rayctl down --all")
+        if r.run_id:
+            try:
+                cur = ledger.get(r.run_id)
+                if cur["status"] not in ("succeeded", "failed", "interrupted", "stopped"):
+                    ledger.finish(r.run_id, "stopped", "rayctl down --all" + note, ended_at=iso(clock()))
+            except KeyError:
+                pass
+        out.append({"name": row["name"], "run_id": row["run_id"], "mode": row["mode"],
+                    "result": "down" if not note else "failed" + note})
+    return out
