@@ -11,6 +11,9 @@ import types
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+RUN_RAYCTL = HERE / "run_rayctl.py"
+SKY_INPROCESS = HERE / "sky_inprocess.py"
 
 AWS_CSV = """\
 InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,AvailabilityZone

@@ -165,10 +165,13 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
     start = clock()
     cheapest = min((c.hourly_usd for c in cands[:max_candidates]), default=None)
     budget_s = tasks.deadline_seconds(recipe, cheapest)
+    notes: list[str] = []
     config, used = tasks.build_task(recipe, plan, run_id, spec, candidates=cands, zone_names=zone_names,
                                     aws_region_only=region_only,
                                     deadline_epoch=(start + budget_s) if budget_s is not None else None,
-                                    max_candidates=max_candidates, with_secret_values=True)
+                                    max_candidates=max_candidates, with_secret_values=True, notes=notes)
+    for n in notes:
+        _say(f"warning: {n}", quiet)
     name = config["name"]
     mode = "managed" if tasks.managed(recipe) else "cluster"
     client = SkyClient(sky)

@@ -48,6 +48,10 @@ REMOTE_PKG = "~/.rayctl/pkg"  # PYTHONPATH entry; the package lies at ~/.rayctl/
 REMOTE_VENV = "~/.rayctl/venv"
 REMOTE_MODULES = "~/.rayctl/py_modules"
 REMOTE_WORKDIR = "~/sky_workdir"  # where SkyPilot syncs `workdir`
+REMOTE_DATA = "~/.rayctl/data"
+# Workload settings that name where results go: never uploaded; a local path there would
+# be written on the cluster's disk and lost at teardown.
+OUTPUT_KEYS = re.compile(r"(^|_)(output|outputs|out|storage|checkpoint|checkpoints|checkpoint_dir|results?)($|_)")
 SERVE_PORT = 8000
 MAX_CANDIDATES = 16
 RAY_VERSION = "2.60.0"
@@ -74,8 +78,10 @@ def rayctl_package_dir() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def requirements() -> list[str]:
-    """What every cloud node installs: rayctl's own `local` extra (Ray, torch, ...)."""
+def requirements(full: bool = True) -> list[str]:
+    """What every cloud node installs: Ray and rayctl's base dependencies; with `full`
+    (built-in workloads) rayctl's whole `local` extra (torch, transformers, ...). User
+    code brings its own packages through the runtime env's `pip`."""
     try:
         from importlib.metadata import PackageNotFoundError, requires
 
@@ -89,7 +95,10 @@ def requirements() -> list[str]:
             base.append(name.strip())
         elif re.search(r"extra\s*==\s*['\"]local['\"]", marker):
             local.append(name.strip())
-    return (base + local) if local else list(_FALLBACK_REQUIREMENTS)
+    reqs = (base + local) if local else list(_FALLBACK_REQUIREMENTS)
+    if not full:
+        reqs = [r for r in reqs if r.lower().startswith(("ray", "typer", "rich", "pyyaml"))]
+    return reqs
 
 
 # ------------------------------------------------------------------ AWS zone names
@@ -120,6 +129,14 @@ def aws_zone_names(cache_dir: Path | None = None) -> dict[str, str] | None:
 
 # ------------------------------------------------------------------ resources
 
+# Clouds SkyPilot 0.14.1 can provision (sky.utils.registry.CLOUD_REGISTRY); offers on other
+# clouds in a catalog (e.g. simplepod) cannot go into a task.
+SKYPILOT_CLOUDS = frozenset({
+    "aws", "azure", "cudo", "digitalocean", "do", "fluidstack", "gcp", "hyperbolic", "ibm", "kubernetes",
+    "lambda", "mithril", "nebius", "oci", "paperspace", "primeintellect", "runpod", "scp", "seeweb",
+    "shadeform", "slurm", "ssh", "vast", "verda", "vsphere", "yotta"})
+
+
 def resource_entry(c, zone_names: dict | None, *, aws_region_only: bool = False) -> dict:
     zone = c.zone
     if c.cloud == "aws" and zone:
@@ -137,6 +154,8 @@ def ordered_resources(candidates, *, zone_names: dict | None = None, aws_region_
     """(ordered resource dicts, the candidates they came from), deduplicated, capped."""
     out, used, seen = [], [], set()
     for c in candidates:
+        if c.cloud not in SKYPILOT_CLOUDS:
+            continue
         e = resource_entry(c, zone_names, aws_region_only=aws_region_only)
         key = json.dumps(e, sort_keys=True)
         if key in seen:
@@ -163,13 +182,64 @@ def _is_local(p) -> bool:
     return isinstance(p, str) and "://" not in p
 
 
-def remote_spec(spec, run_id: str) -> tuple[dict, dict, str | None, dict]:
+def relocate_workload_paths(env_vars: dict, mounts: dict, notes: list) -> None:
+    """Upload local input files named in the built-in workload's settings (RAYCTL_WORKLOAD).
+
+    Absolute local paths that exist are mounted under ~/.rayctl/data/ and rewritten;
+    output-like settings (output, storage, checkpoint...) on a local path get a note.
+    """
+    raw = env_vars.get("RAYCTL_WORKLOAD")
+    if not raw:
+        return
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return
+    wl = doc.get("workload") if isinstance(doc, dict) else None
+    if not isinstance(wl, dict):
+        return
+    counter = [len(mounts)]
+
+    def walk(obj, key=""):
+        if isinstance(obj, dict):
+            return {k: walk(v, str(k)) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v, key) for v in obj]
+        if not (isinstance(obj, str) and obj.startswith("/") and "\n" not in obj):
+            return obj
+        if OUTPUT_KEYS.search(key.lower()):
+            notes.append(f"workload.{key} is a local path ({obj}): on the cloud it is written on the cluster's "
+                         "disk and deleted with the cluster; use s3://... or gs://...")
+            return obj
+        p = Path(obj)
+        if not p.exists():
+            return obj
+        dest = f"{REMOTE_DATA}/{counter[0]}/{p.name}"
+        counter[0] += 1
+        mounts[dest] = str(p)
+        return dest
+
+    doc["workload"] = walk(wl)
+    env_vars["RAYCTL_WORKLOAD"] = json.dumps(doc, separators=(",", ":"))
+
+
+def remote_spec(spec, run_id: str, notes: list | None = None) -> tuple[dict, dict, str | None, dict]:
     """(spec for the head runner, file_mounts, workdir, secrets) for one job spec.
 
     Local paths in the runtime env are replaced by where they land on the cluster;
     credential-looking env vars are taken out (their values go to SkyPilot secrets).
     """
+    import shlex
+    import sys
+
+    notes = notes if notes is not None else []
     d = _spec_dict(spec)
+    ep = str(d["entrypoint"])
+    for local_py in (shlex.quote(sys.executable), sys.executable):
+        if ep.startswith(local_py + " "):
+            ep = "python" + ep[len(local_py):]  # this machine's interpreter does not exist there
+            break
+    d["entrypoint"] = ep
     env = dict(d.get("runtime_env") or {})
     pkg = rayctl_package_dir()
     mounts: dict[str, str] = {f"{REMOTE_PKG}/rayctl": str(pkg)}
@@ -192,8 +262,15 @@ def remote_spec(spec, run_id: str) -> tuple[dict, dict, str | None, dict]:
         mods.append(dest)
     if mods:
         env["py_modules"] = mods
+    pip = env.get("pip")
+    if isinstance(pip, str) and _is_local(pip) and Path(pip).expanduser().is_file():
+        # a requirements file on this machine: its lines travel, not its path
+        lines = Path(pip).expanduser().read_text(encoding="utf-8").splitlines()
+        env["pip"] = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
     secrets: dict[str, str] = {}
     env_vars = dict(env.get("env_vars") or {})
+    env_vars.pop("RAYCTL_HOME", None)  # the client's home; the cluster uses its own
+    relocate_workload_paths(env_vars, mounts, notes)
     for k in list(env_vars):
         if is_secret_name(k):
             secrets[k] = str(env_vars.pop(k))
@@ -257,6 +334,10 @@ def job_spec(recipe, run_id: str):
             raise InputError("rayctl.workloads is not available in this installation; "
                              "cannot build the workload for the cloud") from None
         raise
+    import dataclasses
+
+    if getattr(recipe, "target", "cloud") != "cloud" and dataclasses.is_dataclass(recipe):
+        recipe = dataclasses.replace(recipe, target="cloud")  # built-ins build their command for the target
     return _job_spec(recipe, run_id)
 
 
@@ -271,7 +352,8 @@ def emit(recipe, plan, *, max_candidates: int = MAX_CANDIDATES) -> tuple[str, li
                      "AWS credentials. Run `rayctl pricing refresh --cloud aws` once (it saves this account's "
                      "zone names) before `sky launch`-ing this file; `rayctl launch --target cloud` does it "
                      "for you.")
-    cfg, used = build_task(recipe, plan, run_id, spec, zone_names=zones, max_candidates=max_candidates)
+    cfg, used = build_task(recipe, plan, run_id, spec, zone_names=zones, max_candidates=max_candidates,
+                           notes=notes)
     if plan.feasible > len(used):
         notes.append(f"the task holds the first {len(used)} of {plan.feasible} candidates in the plan's order")
     if cfg.get("secrets"):
@@ -312,12 +394,13 @@ def task_config(recipe, plan, run_id: str, spec, **kw) -> dict[str, Any]:
 
 def build_task(recipe, plan, run_id: str, spec, *, candidates=None, zone_names: dict | None = None,
                aws_region_only: bool = False, deadline_epoch: float | None = None,
-               max_candidates: int = MAX_CANDIDATES, with_secret_values: bool = False) -> tuple[dict, list]:
+               max_candidates: int = MAX_CANDIDATES, with_secret_values: bool = False,
+               notes: list | None = None) -> tuple[dict, list]:
     """(task config, the plan candidates it holds, in the task's order)."""
     cands = list(candidates if candidates is not None else plan.candidates)
     ordered, used = ordered_resources(cands, zone_names=zone_names, aws_region_only=aws_region_only,
                                       max_candidates=max_candidates)
-    head, mounts, workdir, secrets = remote_spec(spec, run_id)
+    head, mounts, workdir, secrets = remote_spec(spec, run_id, notes)
     resources: dict[str, Any] = {"ordered": ordered}
     worst_hourly = max((c.hourly_usd for c in used), default=None)
     if managed(recipe):
@@ -352,7 +435,8 @@ def build_task(recipe, plan, run_id: str, spec, *, candidates=None, zone_names: 
     if secrets:
         cfg["secrets"] = {k: (v if with_secret_values else None) for k, v in sorted(secrets.items())}
     cfg["file_mounts"] = mounts
-    cfg["setup"] = setup_script()
+    user_code = isinstance(getattr(recipe, "workload", None), dict) and "entrypoint" in recipe.workload
+    cfg["setup"] = setup_script(requirements(full=not user_code))
     cfg["run"] = run_script()
     return cfg, used
 
