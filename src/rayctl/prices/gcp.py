@@ -62,7 +62,7 @@ def accelerators(acc_client, project: str, *, timeout_s: float = 30.0, retry_s: 
     """Rows of `gcp/accelerators.csv`: every (GPU, zone) with the most per VM."""
     from google.cloud import compute_v1
 
-    req = compute_v1.AggregatedListAcceleratorTypesRequest(project=project, return_partial_success=True)
+    req = compute_v1.AggregatedListAcceleratorTypesRequest(project=project)
     rows: dict = {}
     for scope, scoped in acc_client.aggregated_list(request=req, timeout=timeout_s, retry=_retry(retry_s)):
         if not scope.startswith("zones/"):
