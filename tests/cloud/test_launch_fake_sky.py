@@ -304,3 +304,22 @@ def test_only_enabled_clouds_are_in_the_task(write_recipe, mini_catalog, ledger,
     infras = [e["infra"] for e in fake.tasks[0].config["resources"]["ordered"]]
     assert infras and all(i.startswith("gcp/") for i in infras)
     assert fake.clusters == {}
+
+
+def test_down_cluster_by_name_and_stop_run(write_recipe, mini_catalog, ledger, clock):
+    from rayctl.errors import InputError
+
+    r, p, rid = setup(write_recipe, mini_catalog, ledger, SERVE)
+    fake = FakeSky()
+    launch(r, p, ledger, rid, fake, clock)
+    name = skypilot.tasks.cluster_name(rid)
+    with pytest.raises(InputError, match="no cloud cluster 'nope'"):
+        skypilot.down_cluster(ledger, "nope", sky=fake)
+    assert skypilot.down_cluster(ledger, name, sky=fake, clock=clock)["state"] == "down"
+    assert fake.clusters == {} and ledger.get(rid)["status"] == "stopped"
+
+    r2, p2, rid2 = setup(write_recipe, mini_catalog, ledger)
+    fake2 = FakeSky(run_polls=50)
+    launch(r2, p2, ledger, rid2, fake2, clock, detach=True)
+    row = skypilot.stop_run(ledger, rid2, sky=fake2, clock=clock)
+    assert row["status"] == "stopped" and fake2.managed[1]["status"] == "CANCELLED" and fake2.clusters == {}

@@ -647,3 +647,34 @@ def down_all(ledger=None, *, sky=None, clock=time.time) -> list[dict]:
         out.append({"name": row["name"], "run_id": row["run_id"], "mode": row["mode"],
                     "result": "down" if not note else "failed" + note})
     return out
+
+
+# ------------------------------------------------------------------ names launch.py may call
+
+def stop_run(ledger, run_id: str, **kw) -> dict:
+    """`rayctl stop RUN` for a cloud run (= cloud_stop)."""
+    return cloud_stop(ledger.get(run_id), ledger, **kw)
+
+
+def status_run(ledger, run_id: str, **kw) -> dict:
+    """`rayctl status RUN` for a cloud run: refresh from SkyPilot, return the ledger row."""
+    cloud_status(ledger.get(run_id), ledger, **kw)
+    return ledger.get(run_id)
+
+
+def down_cluster(ledger, name: str, *, sky=None, clock=time.time) -> dict:
+    """`rayctl down NAME` for one cloud cluster rayctl created."""
+    row = registry.get(ledger, name)
+    if row is None:
+        known = ", ".join(r["name"] for r in registry.all_rows(ledger, live_only=True)) or "none"
+        raise InputError(f"no cloud cluster '{name}' in rayctl's registry (live ones: {known}); "
+                         "`rayctl cloud clusters --all` lists every one")
+    r = _Run.from_registry(ledger, row, SkyClient(sky), clock=clock, quiet=False)
+    note = r.teardown(f"rayctl down {name}")
+    if r.run_id:
+        cur = ledger.get(r.run_id)
+        if cur["status"] not in ("succeeded", "failed", "interrupted", "stopped"):
+            ledger.finish(r.run_id, "stopped", f"rayctl down {name}" + note, ended_at=iso(clock()))
+    if note:
+        raise RayctlError(f"{name}: teardown failed{note}", exit_code=1)
+    return registry.get(ledger, name)
