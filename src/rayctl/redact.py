@@ -22,8 +22,10 @@ import re
 
 MASK = "***REDACTED***"
 
-SECRET_NAME = re.compile(
-    r"(SECRET|TOKEN|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH)", re.I)
+# A credential-like variable name: one of its `_`-separated words is one of these
+# (HF_TOKEN, OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY, DB_PASSWORD; not TOKENIZERS_PARALLELISM).
+_SECRET_WORDS = {"SECRET", "SECRETS", "TOKEN", "TOKENS", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL",
+                 "CREDENTIALS", "KEY", "APIKEY", "PRIVATEKEY", "ACCESSKEY", "SECRETKEY", "AUTHTOKEN"}
 
 _PATTERNS: list[tuple[re.Pattern, str]] = [
     # PEM private keys (GCP service-account JSON, SSH keys), possibly with escaped newlines.
@@ -50,7 +52,7 @@ _NOT_SECRET = {"RAY_AUTH_MODE", "SSH_AUTH_SOCK", "GOOGLE_APPLICATION_CREDENTIALS
 def _env_secrets() -> list[str]:
     vals = []
     for k, v in os.environ.items():
-        if (v and len(v) >= 8 and SECRET_NAME.search(k) and k not in _NOT_SECRET
+        if (v and len(v) >= 8 and is_secret_name(k) and k not in _NOT_SECRET
                 and not v.startswith(("/", "~", "."))):  # file paths are not secrets
             vals.append(v)
     return sorted(set(vals), key=len, reverse=True)
@@ -82,4 +84,4 @@ def redact_obj(obj):
 
 def is_secret_name(name: str) -> bool:
     """Whether an environment variable name looks like it holds a credential."""
-    return bool(SECRET_NAME.search(name))
+    return any(w in _SECRET_WORDS for w in re.split(r"[_\-.]+", name.upper()))

@@ -46,6 +46,11 @@ def test_redact_masks_cloud_credentials(monkeypatch):
     assert MASK in out and "aws_secret_access_key" in out  # which field it was stays readable
     assert redact("us-east-1 p4d.24xlarge $4.2604/h") == "us-east-1 p4d.24xlarge $4.2604/h"
     assert redact_obj({"a": [f"x {FAKE_KEY_ID}"], "n": 3}) == {"a": [f"x {MASK}"], "n": 3}
+    from rayctl.redact import is_secret_name
+
+    assert [n for n in ("HF_TOKEN", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "hf_token",
+                        "TOKENIZERS_PARALLELISM", "RAY_AUTH_MODE", "PYTHONUNBUFFERED", "KEYBOARD")
+            if is_secret_name(n)] == ["HF_TOKEN", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "hf_token"]
 
 
 def test_cloud_check_without_credentials_is_fast_and_explains(tmp_path):

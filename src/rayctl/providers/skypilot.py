@@ -184,7 +184,7 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
                {v: k for k, v in (zone_names or {}).items()}, clock, sleep, poll_s, quiet,
                budget=recipe.budget, start=start)
     ledger.update(run_id, status="provisioning", cluster=name)
-    ledger.add_event(run_id, "launch", detail={"cluster": name, "mode": mode, "candidates": len(used),
+    ledger.add_event(run_id, "launch", at=iso(start), detail={"cluster": name, "mode": mode, "candidates": len(used),
                                                "first": used[0].label if used else None})
     _say(f"launching {name} ({'managed job' if mode == 'managed' else 'cluster'}; {len(used)} candidate "
          f"offer(s), first {used[0].label}); SkyPilot's API server may take ~30 s to start on first use", quiet)
@@ -208,7 +208,7 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
         raise
     except Exception as e:  # SkyPilot / provider errors: redacted, one paragraph
         why = _provider_error(e, len(used))
-        ledger.add_event(run_id, "provider_error", detail={"error": why})
+        ledger.add_event(run_id, "provider_error", at=iso(clock()), detail={"error": why})
         note = run.teardown(f"provider error: {why}")
         ledger.finish(run_id, "failed", why + note, ended_at=iso(clock()), **sink.ledger_fields())
         raise JobFailed(f"{recipe.name}: cloud launch failed: {why}" + note) from None
@@ -289,7 +289,7 @@ class _Run:
                                                  on_request=self._on_request)
         self.request = None
         registry.update(self.ledger, self.name, job_id=self.job_id)
-        self.ledger.add_event(self.run_id, "submitted", detail={"managed_job_id": self.job_id})
+        self._event("submitted", detail={"managed_job_id": self.job_id})
         if detach:
             _say(f"detached: managed job {self.job_id} ({self.name}); follow with `rayctl logs {self.run_id}`, "
                  f"stop with `rayctl stop {self.run_id}`", self.quiet)
@@ -318,14 +318,14 @@ class _Run:
         fields = self.sink.ledger_fields()
         # SkyPilot's jobs controller releases the job's cluster when the job ends, whatever the outcome.
         registry.update(self.ledger, self.name, state="down", detail=f"managed job {rec.status.lower()}")
-        self.ledger.add_event(self.run_id, "teardown", detail={"why": f"managed job {rec.status.lower()}; "
+        self._event("teardown", detail={"why": f"managed job {rec.status.lower()}; "
                                                                "SkyPilot's controller released the cluster"})
         end = iso(self.clock())
         if rec.status == "SUCCEEDED":
             return self.ledger.finish(self.run_id, "succeeded", None, ended_at=end, **fields)
         if self.sink.budget_stop:
             why = "budget deadline reached on the head node; job stopped, cluster released"
-            self.ledger.add_event(self.run_id, "budget_stop", detail={"by": "head deadline"})
+            self._event("budget_stop", detail={"by": "head deadline"})
             self.ledger.finish(self.run_id, "stopped", why, ended_at=end, **fields)
             raise BudgetExceeded(f"{self.name}: {why}")
         if rec.status == "CANCELLED":
@@ -333,7 +333,7 @@ class _Run:
             self.ledger.finish(self.run_id, "stopped", why, ended_at=end, **fields)
             raise JobFailed(f"{self.name}: {why}")
         why = f"{rec.status}: {redact(rec.failure_reason or 'see rayctl logs ' + self.run_id)}"
-        self.ledger.add_event(self.run_id, "job_failed", detail={"status": rec.status})
+        self._event("job_failed", detail={"status": rec.status})
         self.ledger.finish(self.run_id, "failed", why, ended_at=end, **fields)
         raise JobFailed(f"{self.name}: job {why} (cluster released by SkyPilot)")
 
@@ -370,10 +370,10 @@ class _Run:
         fields = self.sink.ledger_fields()
         if st != "SUCCEEDED":
             if self.sink.budget_stop:
-                self.ledger.add_event(self.run_id, "budget_stop", detail={"by": "head deadline"})
+                self._event("budget_stop", detail={"by": "head deadline"})
                 raise _Stop("stopped", "budget deadline reached on the head node; job stopped",
                             BudgetExceeded(f"{self.name}: budget deadline reached; job stopped"))
-            self.ledger.add_event(self.run_id, "job_failed", detail={"status": st})
+            self._event("job_failed", detail={"status": st})
             raise _Stop("failed", f"job {st}", JobFailed(f"{self.name}: job {st}; see `rayctl logs {self.run_id}`"))
         if kind == "serve":
             from .skypilot_task import SERVE_PORT
@@ -390,12 +390,15 @@ class _Run:
             return self.ledger.get(self.run_id)
         end = iso(self.clock())
         kept = "kept: " + ("autodown after idle" if autostop else f"delete with `rayctl stop {self.run_id}`")
-        self.ledger.add_event(self.run_id, "cluster_kept", detail={"why": f"teardown.after: {teardown_after}",
+        self._event("cluster_kept", detail={"why": f"teardown.after: {teardown_after}",
                                                                    "autodown_minutes": autostop})
         _say(f"job succeeded; cluster {self.name} {kept}", self.quiet)
         return self.ledger.finish(self.run_id, "succeeded", f"cluster {kept}", ended_at=end, **fields)
 
     # ------------------------------------------------------------- shared
+    def _event(self, kind: str, **kw) -> None:
+        self.ledger.add_event(self.run_id, kind, at=iso(self.clock()), **kw)
+
     def _on_request(self, req) -> None:
         self.request = req
 
@@ -441,7 +444,7 @@ class _Run:
             if cost + rate * step_h >= b.max_usd - 1e-9:
                 why = (f"budget: ${cost:,.2f} spent at ${rate:,.4f}/h; the next {self.poll_s:g} s would pass "
                        f"budget.max_usd ${b.max_usd:,.2f}")
-                self.ledger.add_event(self.run_id, "budget_stop", detail={"cost_usd": round(cost, 6),
+                self._event("budget_stop", detail={"cost_usd": round(cost, 6),
                                                                           "max_usd": b.max_usd})
                 raise _Stop("stopped", why, BudgetExceeded(f"{self.name}: stopped: {why}"))
         if b.max_hours:
@@ -449,7 +452,7 @@ class _Run:
             if hours + step_h >= b.max_hours - 1e-9:
                 why = (f"budget: running {hours:.2f} h; the next {self.poll_s:g} s would pass "
                        f"budget.max_hours {b.max_hours:g} h")
-                self.ledger.add_event(self.run_id, "budget_stop", detail={"hours": round(hours, 4),
+                self._event("budget_stop", detail={"hours": round(hours, 4),
                                                                           "max_hours": b.max_hours})
                 raise _Stop("stopped", why, BudgetExceeded(f"{self.name}: stopped: {why}"))
 
@@ -482,14 +485,14 @@ class _Run:
                    f"(or retry with `rayctl down --all`), and check `sky status` / `sky jobs queue`.")
             _loud(msg)
             registry.update(self.ledger, self.name, state="teardown_failed", detail=msg)
-            self.ledger.add_event(self.run_id, "teardown_failed", detail={"cluster": self.name, "error": err,
+            self._event("teardown_failed", detail={"cluster": self.name, "error": err,
                                                                           "delete_with": how})
             return f" -- TEARDOWN FAILED: {self.name} may still be billing; delete it with {how}"
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)
         registry.update(self.ledger, self.name, state="down", detail=f"torn down: {why}")
-        self.ledger.add_event(self.run_id, "teardown", detail={"cluster": self.name, "why": why})
+        self._event("teardown", detail={"cluster": self.name, "why": why})
         self.ledger.close_segment(self.run_id, ended_at=iso(self.clock()))
         return ""
 
