@@ -74,7 +74,7 @@ class _Handle:
 class FakeSky:
     def __init__(self, *, unavailable=(), outcome="SUCCEEDED", run_polls=3, preempt_at_polls=(),
                  cancel_fails=False, down_fails=False, interrupt=None, steps_per_poll=2,
-                 serve_endpoint="34.1.2.3:8000"):
+                 serve_endpoint="34.1.2.3:8000", queue_error_at=None, reject_task=False):
         self.unavailable = set(unavailable)  # "cloud/region/zone" infra strings with no capacity
         self.outcome = outcome
         self.run_polls = run_polls  # RUNNING polls (net of preemptions) before the outcome
@@ -84,6 +84,8 @@ class FakeSky:
         self.interrupt = interrupt  # "launch" | ("poll", n) | None
         self.steps_per_poll = steps_per_poll
         self.serve_endpoint = serve_endpoint
+        self.queue_error_at = queue_error_at  # poll number at which the API server errors once
+        self.reject_task = reject_task
         self.clusters: dict[str, dict] = {}
         self.managed: dict[int, dict] = {}
         self.calls: list = []
@@ -92,7 +94,16 @@ class FakeSky:
         self._next_job = 1
         self._polls = 0
         self._lock = threading.Lock()
-        self.Task = _TaskFactory
+        fake = self
+
+        class _Tasks:
+            @staticmethod
+            def from_yaml_config(config):
+                if fake.reject_task:
+                    raise ValueError("Invalid task YAML: zone 'use1-az9' not found; token=ya29.secret-oauth")
+                return FakeTask(config)
+
+        self.Task = _Tasks
         self.exceptions = types.SimpleNamespace(ResourcesUnavailableError=ResourcesUnavailableError,
                                                 ClusterDoesNotExist=ClusterDoesNotExist,
                                                 ClusterNotUpError=ClusterNotUpError)
@@ -220,6 +231,9 @@ class FakeSky:
                             and self._polls == self.interrupt[1]:
                         self.interrupt = None
                         raise KeyboardInterrupt
+                    if self.queue_error_at == self._polls:
+                        self.queue_error_at = None
+                        raise ConnectionError("API server at http://127.0.0.1:46580 is not reachable")
                     for jid in job_ids:
                         if jid in self.managed:
                             self._step(jid)

@@ -323,3 +323,25 @@ def test_down_cluster_by_name_and_stop_run(write_recipe, mini_catalog, ledger, c
     launch(r2, p2, ledger, rid2, fake2, clock, detach=True)
     row = skypilot.stop_run(ledger, rid2, sky=fake2, clock=clock)
     assert row["status"] == "stopped" and fake2.managed[1]["status"] == "CANCELLED" and fake2.clusters == {}
+
+
+def test_provider_error_mid_run_tears_down(write_recipe, mini_catalog, ledger, clock):
+    r, p, rid = setup(write_recipe, mini_catalog, ledger)
+    fake = FakeSky(run_polls=10, queue_error_at=3)
+    with pytest.raises(JobFailed, match="ConnectionError: API server"):
+        launch(r, p, ledger, rid, fake, clock)
+    row = ledger.get(rid)
+    assert row["status"] == "failed" and "ConnectionError" in row["reason"]
+    assert "provider_error" in kinds(ledger, rid) and "teardown" in kinds(ledger, rid)
+    assert fake.managed[1]["status"] == "CANCELLED" and fake.clusters == {}
+
+
+def test_task_rejected_by_skypilot_starts_nothing(write_recipe, mini_catalog, ledger, clock):
+    r, p, rid = setup(write_recipe, mini_catalog, ledger)
+    fake = FakeSky(reject_task=True)
+    with pytest.raises(JobFailed, match="SkyPilot rejected the task") as e:
+        launch(r, p, ledger, rid, fake, clock)
+    assert "ya29.secret-oauth" not in e.value.message
+    assert ledger.get(rid)["status"] == "failed"
+    assert fake.calls == [] and fake.clusters == {}
+    assert cloud_registry.for_run(ledger, rid) is None

@@ -174,8 +174,17 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
         _say(f"warning: {n}", quiet)
     name = config["name"]
     mode = "managed" if tasks.managed(recipe) else "cluster"
-    client = SkyClient(sky)
-    task = client.task(config)
+    try:
+        client = SkyClient(sky)
+        task = client.task(config)
+    except ImportError as e:
+        raise InputError(f"the cloud target needs SkyPilot: pip install 'rayctl[cloud]' ({e.name} is missing)") \
+            from None
+    except Exception as e:  # SkyPilot's own validation of the task; nothing was started
+        why = f"SkyPilot rejected the task: {type(e).__name__}: {redact(str(e)).strip()[:400]}"
+        ledger.finish(run_id, "failed", why, ended_at=iso(clock()))
+        raise JobFailed(f"{recipe.name}: {why}. Nothing was started; `rayctl plan {recipe.path} --emit skypilot` "
+                        "shows the task") from None
     autostop = (config["resources"].get("autostop") or {}).get("idle_minutes")
     registry.add(ledger, name, run_id=run_id, mode=mode, nodes=recipe.resources.nodes,
                  candidates=_cands_json(used), detail=f"zone_names={_zone_json(zone_names)}")
@@ -204,7 +213,14 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
                       ended_at=iso(clock()), **sink.ledger_fields())
         raise Interrupted(f"interrupted; {name} " + ("was torn down" if not note else "teardown FAILED" + note)
                           ) from None
-    except RayctlError:
+    except RayctlError as e:
+        row = registry.get(ledger, name)
+        if row is not None and row["state"] in ("launching", "up") and not (mode == "cluster" and
+                                                                             ledger.get(run_id)["status"] in
+                                                                             ("serving", "succeeded")):
+            note = run.teardown(f"error: {e.message.splitlines()[0][:200]}")
+            if ledger.get(run_id)["status"] not in ("succeeded", "failed", "interrupted", "stopped"):
+                ledger.finish(run_id, "failed", e.message.splitlines()[0][:300] + note, ended_at=iso(clock()))
         raise
     except Exception as e:  # SkyPilot / provider errors: redacted, one paragraph
         why = _provider_error(e, len(used))
