@@ -20,6 +20,7 @@ import time
 def main():
     home, catalog, clouds, files = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4:]
     os.environ["HOME"] = home
+    os.environ["SKYPILOT_DISABLE_USAGE_COLLECTION"] = "1"
     v8 = os.path.join(home, ".sky", "catalogs", "v8")
     for c in os.listdir(catalog):
         src = os.path.join(catalog, c, "vms.csv")

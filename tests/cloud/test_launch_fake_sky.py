@@ -345,3 +345,20 @@ def test_task_rejected_by_skypilot_starts_nothing(write_recipe, mini_catalog, le
     assert ledger.get(rid)["status"] == "failed"
     assert fake.calls == [] and fake.clusters == {}
     assert cloud_registry.for_run(ledger, rid) is None
+
+
+def test_log_sink_redacts_parses_and_drops_spinner_payloads(tmp_path):
+    import io
+
+    from rayctl.providers.skypilot_track import LogSink
+
+    out = io.StringIO()
+    sink = LogSink(tmp_path / "log.txt", echo=True, out=out)
+    sink.write('<sky-payload>"<rich_update>Launching</rich_update>"</sky-payload>\n')
+    sink.write("(head, rank=0, pid=7) ::rayctl:: {\"type\": \"metrics\", \"rows\": 12, \"url\": \"x\"}\n")
+    sink.write("export AWS_SECRET_ACCESS_KEY=abcdEFGHijklMNOPqrstUVWXyz0123456789abcd\npartial")
+    sink.close()
+    text = (tmp_path / "log.txt").read_text()
+    assert "sky-payload" not in text and "abcdEFGH" not in text and text.endswith("partial\n")
+    assert out.getvalue() == text
+    assert sink.ledger_fields() == {"rows": 12, "metrics": {"rows": 12, "url": "x"}}

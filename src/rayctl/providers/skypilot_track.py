@@ -23,6 +23,7 @@ from .skypilot_sdk import Location, ManagedRecord
 
 MARK = "::rayctl::"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_SKY_CONTROL = re.compile(r"<sky-payload[^>]*>.*?</sky-payload>")  # SkyPilot's spinner control messages
 
 
 def iso(t: float) -> str:
@@ -91,7 +92,10 @@ class LogSink:
                 self._fh = None
 
     def _line(self, raw: str) -> None:
-        line = redact(_ANSI.sub("", raw.rstrip("\r")))
+        stripped = _SKY_CONTROL.sub("", raw)
+        if stripped != raw and not stripped.strip():
+            return  # a spinner update, not a log line
+        line = redact(_ANSI.sub("", stripped.rstrip("\r")))
         self.lines += 1
         if self._fh:
             self._fh.write(line + "\n")
