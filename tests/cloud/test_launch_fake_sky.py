@@ -275,6 +275,9 @@ def test_detached_managed_run_is_followed_by_status(write_recipe, mini_catalog, 
             break
     assert st["status"] == "succeeded" and "RECOVERING" in seen
     assert st["recoveries"] == 1
+    row = ledger.get(rid)
+    assert row["rows"] == 1000 and row["metrics"]["checkpoint"].startswith("step-")  # from the saved logs
+    assert "resuming from checkpoint" in open(row["log_path"]).read()
     assert kinds(ledger, rid).count("preemption") == 1
     assert len(ledger.segments(rid)) == 2
     assert fake.clusters == {}

@@ -571,13 +571,20 @@ def cloud_status(run: dict, ledger=None, *, sky=None, clock=time.time) -> dict:
     sky_status = None
     endpoint = None
     final = ledger.get(r.run_id)["status"] in ("succeeded", "failed", "interrupted", "stopped")
-    if row["mode"] == "managed" and row.get("job_id") is not None:
-        rec = client.managed_record(int(row["job_id"]))
+    if row["mode"] == "managed" and row.get("job_id") is None:
+        ids = client.managed_by_name(row["name"])  # the launch was cut off before it learnt the job id
+        if ids:
+            registry.update(ledger, row["name"], job_id=ids[0])
+            row = registry.get(ledger, row["name"])
+            r.job_id = ids[0]
+    if row["mode"] == "managed":
+        rec = client.managed_record(int(row["job_id"])) if row.get("job_id") is not None else None
         if rec is not None:
             sky_status = rec.status
             if not final:
                 r.tracker.observe(rec)
                 if rec.status in MANAGED_TERMINAL:
+                    r.sink = _fetch_final_logs(ledger, r, client)
                     try:
                         r._managed_done(rec)
                     except RayctlError:
@@ -608,6 +615,18 @@ def cloud_status(run: dict, ledger=None, *, sky=None, clock=time.time) -> dict:
             "recoveries": len(ledger.events(cur["id"], kind="recovery")),
             "cost_usd": round(ledger.cost_of(cur["id"]), 6), "endpoint": endpoint,
             "registry_state": registry.get(ledger, row["name"])["state"]}
+
+
+def _fetch_final_logs(ledger, r: "_Run", client: SkyClient) -> LogSink:
+    """A detached run ended: save its logs (redacted) to the run's log file and parse its metrics."""
+    sink = LogSink(_log_path(ledger, r.run_id), echo=False)
+    sink.write(f"---- rayctl: the job's logs, fetched from SkyPilot after managed job {r.job_id} ended ----\n")
+    try:
+        client.managed_logs(int(r.job_id), False, sink)
+    except Exception as e:  # the logs are a convenience; the outcome comes from the job record
+        sink.write(f"rayctl: could not fetch the job's logs: {type(e).__name__}: {redact(str(e))[:200]}\n")
+    sink.close()
+    return sink
 
 
 def cloud_logs(run: dict, follow: bool = False, ledger=None, *, sky=None, out=None) -> int | None:
