@@ -49,6 +49,7 @@ REMOTE_VENV = "~/.rayctl/venv"
 REMOTE_MODULES = "~/.rayctl/py_modules"
 REMOTE_WORKDIR = "~/sky_workdir"  # where SkyPilot syncs `workdir`
 REMOTE_DATA = "~/.rayctl/data"
+CLUSTER_OUTPUTS = "/tmp/rayctl-outputs"  # absolute and writable on every SkyPilot image
 # Workload settings that name where results go: never uploaded; a local path there would
 # be written on the cluster's disk and lost at teardown.
 OUTPUT_KEYS = re.compile(r"(^|_)(output|outputs|out|storage|checkpoint|checkpoints|checkpoint_dir|results?)($|_)")
@@ -208,9 +209,10 @@ def relocate_workload_paths(env_vars: dict, mounts: dict, notes: list) -> None:
         if not (isinstance(obj, str) and obj.startswith("/") and "\n" not in obj):
             return obj
         if OUTPUT_KEYS.search(key.lower()):
-            notes.append(f"workload.{key} is a local path ({obj}): on the cloud it is written on the cluster's "
-                         "disk and deleted with the cluster; use s3://... or gs://...")
-            return obj
+            dest = f"{CLUSTER_OUTPUTS}/{key}"
+            notes.append(f"workload.{key} is a local path ({obj}): on the cloud it becomes {dest} on the "
+                         "cluster's disk and is deleted with the cluster; use s3://... or gs://... to keep it")
+            return dest  # this machine's path may not be writable there (another user, another home)
         p = Path(obj)
         if not p.exists():
             return obj
