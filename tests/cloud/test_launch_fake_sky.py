@@ -365,3 +365,29 @@ def test_log_sink_redacts_parses_and_drops_spinner_payloads(tmp_path):
     assert "sky-payload" not in text and "abcdEFGH" not in text and text.endswith("partial\n")
     assert out.getvalue() == text
     assert sink.ledger_fields() == {"rows": 12, "metrics": {"rows": 12, "url": "x"}}
+
+
+def test_batch_that_keeps_its_cluster_then_down_all(write_recipe, mini_catalog, ledger, clock):
+    text = TRAIN + "teardown:\n  after: never\n"
+    r, p, rid = setup(write_recipe, mini_catalog, ledger, text)
+    fake = FakeSky(run_polls=2)
+    row = launch(r, p, ledger, rid, fake, clock)
+    name = skypilot.tasks.cluster_name(rid)
+    assert row["status"] == "succeeded" and f"rayctl down {name}" in row["reason"]
+    assert ("launch", name, None, False) in fake.calls  # a cluster, no autodown
+    assert fake.clusters[name]["status"] == "UP"
+    assert cloud_registry.get(ledger, name)["state"] == "up"
+    assert skypilot.down_all(ledger, sky=fake, clock=clock)[0]["result"] == "down"
+    assert fake.clusters == {} and ledger.get(rid)["status"] == "succeeded"
+
+
+def test_detached_serve_becomes_serving_on_status(write_recipe, mini_catalog, ledger, clock):
+    r, p, rid = setup(write_recipe, mini_catalog, ledger, SERVE)
+    fake = FakeSky()
+    row = launch(r, p, ledger, rid, fake, clock, detach=True)
+    assert row["status"] == "running"
+    st = skypilot.cloud_status(ledger.get(rid), ledger, sky=fake, clock=clock)
+    row = ledger.get(rid)
+    assert st["status"] == "serving" and row["metrics"]["url"] == "http://34.1.2.3:8000"
+    skypilot.cloud_stop(row, ledger, sky=fake, clock=clock)
+    assert fake.clusters == {}

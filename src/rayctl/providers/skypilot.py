@@ -405,7 +405,8 @@ class _Run:
                  f"stop with `rayctl stop {self.run_id}`", self.quiet)
             return self.ledger.get(self.run_id)
         end = iso(self.clock())
-        kept = "kept: " + ("autodown after idle" if autostop else f"delete with `rayctl stop {self.run_id}`")
+        kept = "kept: " + (f"autodown after {autostop} idle minutes" if autostop
+                           else f"delete it with `rayctl down {self.name}` (or `rayctl down --all`)")
         self._event("cluster_kept", detail={"why": f"teardown.after: {teardown_after}",
                                                                    "autodown_minutes": autostop})
         _say(f"job succeeded; cluster {self.name} {kept}", self.quiet)
@@ -602,6 +603,11 @@ def cloud_status(run: dict, ledger=None, *, sky=None, clock=time.time) -> dict:
             from .skypilot_task import SERVE_PORT
 
             endpoint = client.endpoint(row["name"], SERVE_PORT)
+            cur = ledger.get(r.run_id)
+            if endpoint and not final:
+                url = endpoint if "://" in endpoint else f"http://{endpoint}"
+                metrics = {**(cur.get("metrics") or {}), "url": url}
+                ledger.update(r.run_id, status="serving", metrics=metrics)
     if not final:
         try:
             r.check_budget()
