@@ -391,3 +391,33 @@ def test_detached_serve_becomes_serving_on_status(write_recipe, mini_catalog, le
     assert st["status"] == "serving" and row["metrics"]["url"] == "http://34.1.2.3:8000"
     skypilot.cloud_stop(row, ledger, sky=fake, clock=clock)
     assert fake.clusters == {}
+
+
+def test_serve_counters_are_read_before_stop(write_recipe, mini_catalog, ledger, clock):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class App(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            body = json.dumps({"requests": 3, "input_tokens": 120, "output_tokens": 45}).encode()
+            self.send_response(200 if self.path == "/-/rayctl/metrics" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), App)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        r, p, rid = setup(write_recipe, mini_catalog, ledger, SERVE)
+        fake = FakeSky(serve_endpoint=f"127.0.0.1:{srv.server_address[1]}")
+        launch(r, p, ledger, rid, fake, clock)
+        row = skypilot.cloud_stop(ledger.get(rid), ledger, sky=fake, clock=clock)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert row["status"] == "stopped" and row["input_tokens"] == 120 and row["output_tokens"] == 45
+    assert row["metrics"]["requests"] == 3 and fake.clusters == {}

@@ -608,6 +608,7 @@ def cloud_status(run: dict, ledger=None, *, sky=None, clock=time.time) -> dict:
                 url = endpoint if "://" in endpoint else f"http://{endpoint}"
                 metrics = {**(cur.get("metrics") or {}), "url": url}
                 ledger.update(r.run_id, status="serving", metrics=metrics)
+                _serve_counters(ledger, r.run_id)
     if not final:
         try:
             r.check_budget()
@@ -635,6 +636,27 @@ def _fetch_final_logs(ledger, r: "_Run", client: SkyClient) -> LogSink:
     return sink
 
 
+def _serve_counters(ledger, run_id: str) -> None:
+    """Contract 3: read the serve app's GET /-/rayctl/metrics into the ledger (best effort, 5 s)."""
+    import json
+    import urllib.request
+
+    cur = ledger.get(run_id)
+    url = (cur.get("metrics") or {}).get("url")
+    if cur["kind"] != "serve" or not url:
+        return
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/-/rayctl/metrics", timeout=5) as resp:
+            doc = json.loads(resp.read().decode("utf-8"))
+    except Exception:
+        return
+    if not isinstance(doc, dict):
+        return
+    fields = {k: int(doc[k]) for k in ("input_tokens", "output_tokens") if isinstance(doc.get(k), (int, float))}
+    ledger.update(run_id, metrics={**(cur.get("metrics") or {}), **{k: v for k, v in doc.items()
+                                                                  if isinstance(v, (int, float, str))}}, **fields)
+
+
 def cloud_logs(run: dict, follow: bool = False, ledger=None, *, sky=None, out=None) -> int | None:
     """Print a cloud run's job logs (redacted) from SkyPilot; returns SkyPilot's exit code."""
     ledger = _ledger(ledger)
@@ -658,6 +680,8 @@ def cloud_stop(run: dict, ledger=None, *, sky=None, clock=time.time, why: str = 
     if row is None:
         raise InputError(f"run {run.get('id')}: no cloud cluster recorded for it")
     r = _Run.from_registry(ledger, row, SkyClient(sky), clock=clock, quiet=False)
+    if ledger.get(r.run_id)["status"] == "serving":
+        _serve_counters(ledger, r.run_id)  # the last request/token counts, before the app goes
     note = r.teardown(why)
     cur = ledger.get(r.run_id)
     if cur["status"] not in ("succeeded", "failed", "interrupted", "stopped"):
