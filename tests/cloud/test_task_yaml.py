@@ -116,26 +116,30 @@ def _sky(home, catalog, clouds, files, optimize=False):
     return {r["file"]: r for r in res}
 
 
-def test_every_recipe_emits_a_task_skypilots_loader_accepts(emitted, shared_catalog):
+@pytest.fixture(scope="module")
+def loaded(emitted, shared_catalog):
+    """SkyPilot's loader run once over every emitted task (all catalog clouds enabled)."""
     d, out = emitted
-    files = []
-    for key, e in out.items():
-        if key.startswith("shipped:") and e["emit"].returncode != 0:
-            # a shipped recipe the shared catalog cannot plan (e.g. no GPU offer) has no task to check
-            assert "Traceback" not in e["emit"].stderr
-            continue
-        assert e["emit"].returncode == 0, (key, e["emit"].stderr)
-        assert "Traceback" not in e["emit"].stderr
-        files.append(e["task"])
-    assert len(files) >= len(TMP_RECIPES)
+    files = [e["task"] for e in out.values() if e["emit"].returncode == 0]
     clouds = sorted(p.name for p in Path(shared_catalog).iterdir() if (p / "vms.csv").is_file())
-    res = _sky(d / "skyhome-all", shared_catalog, clouds, files)
-    for f in files:
-        r = res[str(f)]
-        assert r["ok"], (f, r.get("error"))
-        cfg = yaml.safe_load(Path(f).read_text())
-        assert r["num_nodes"] == cfg["num_nodes"]
-        assert len(r["resources"]) == len(cfg["resources"]["ordered"]) >= 1
+    return _sky(d / "skyhome-all", shared_catalog, clouds, files) if files else {}
+
+
+@pytest.mark.parametrize("key", [*TMP_RECIPES, *(f"shipped:{p.name}" for p in SHIPPED)])
+def test_every_recipe_emits_a_task_skypilots_loader_accepts(key, emitted, loaded):
+    _, out = emitted
+    e = out[key]
+    assert "Traceback" not in e["emit"].stderr
+    if key.startswith("shipped:") and e["emit"].returncode != 0:
+        # a shipped recipe the shared catalog cannot plan (no GPU offer for it): nothing to load
+        assert e["emit"].returncode in (2, 3) and e["plan"].returncode == e["emit"].returncode, e["emit"].stderr
+        pytest.skip(f"{key}: no plan on the shared catalog: {e['emit'].stderr.strip()[-200:]}")
+    assert e["emit"].returncode == 0, (key, e["emit"].stderr)
+    r = loaded[str(e["task"])]
+    assert r["ok"], (key, r.get("error"))
+    cfg = yaml.safe_load(Path(e["task"]).read_text())
+    assert r["num_nodes"] == cfg["num_nodes"]
+    assert len(r["resources"]) == len(cfg["resources"]["ordered"]) >= 1
 
 
 def test_task_holds_plan_candidates_in_order(emitted):
