@@ -140,7 +140,10 @@ def _has_vms(d: Path) -> bool:
 
 
 def resolve(flag: str | None = None) -> tuple[Path, str]:
-    """(directory, label) of the price data to use, in documented order."""
+    """(directory, label) of the price data to use, in documented order:
+    --catalog, $RAYCTL_CATALOG, ~/.sky/catalogs/v8, rayctl's shipped sheet. `load()`
+    overlays rayctl's live data (`rayctl pricing refresh`, see `price_cache`) on the
+    last two, never on an explicit --catalog / $RAYCTL_CATALOG."""
     if flag:
         p = Path(flag).expanduser()
         if not p.is_dir():
@@ -162,7 +165,12 @@ def resolve(flag: str | None = None) -> tuple[Path, str]:
 
 def load(flag: str | None = None, clouds: tuple[str, ...] = ()) -> Catalog:
     path, label = resolve(flag)
-    return load_dir(path, label, clouds)
+    cat = load_dir(path, label, clouds)
+    if not flag and not os.environ.get("RAYCTL_CATALOG"):
+        from . import price_cache
+
+        cat = price_cache.overlay(cat)
+    return cat
 
 
 # ---------------------------------------------------------------- parsing

@@ -62,6 +62,9 @@ def plan_cmd(
     hours: Optional[float] = typer.Option(None, "--hours", help="Hours to estimate for (default: budget.max_hours, else 1)."),
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Keep only the first N candidates (default: all in JSON, 10 on screen)."),
     diff: Optional[Path] = typer.Option(None, "--diff", metavar="OLD.json", help="Compare with an earlier `plan --json` output: print what changed (offer, region, $/h, estimate) as a markdown table for a pull-request comment, or as JSON with --json. Exit codes stay those of the plan."),
+    emit: Optional[str] = typer.Option(None, "--emit", help="Write the launch task instead of the table: 'skypilot' (a SkyPilot task YAML, candidates in plan order)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="With --emit: write to this file (default: stdout)."),
+    preemption_aware: Optional[bool] = typer.Option(None, "--preemption-aware/--sticker", help="Rank spot offers by effective $/h from the ledger's preemption history, or by sticker price. Default: preemption-aware when the ledger has spot history."),
 ) -> None:
     """Rank every feasible offer for each recipe, cheapest first, with the failover order.
 
@@ -80,6 +83,16 @@ def plan_cmd(
         from ..plandiff import load_plans
 
         old_plans = load_plans(diff)  # a bad OLD.json is an input error before any planning
+    if emit is not None and emit != "skypilot":
+        raise InputError(f"--emit {emit}: unknown format; the only one is 'skypilot'")
+    if emit and (json_out or len(recipes) != 1):
+        raise InputError("--emit skypilot takes exactly one recipe and no --json")
+    if output is not None and not emit:
+        raise InputError("--output/-o is for --emit skypilot")
+    from .. import preemption
+
+    hist = preemption.history() if preemption_aware is not False else None
+    aware = preemption_aware if preemption_aware is not None else bool(hist and hist.any)
     loaded: list = []  # per recipe: Recipe, or (path, error)
     for path in recipes:
         try:
@@ -101,9 +114,25 @@ def plan_cmd(
             docs.append(r)
             continue
         try:
-            docs.append(planner.plan(r, cat, budget_usd=budget, hours=hours, top=top))
+            docs.append(planner.plan(r, cat, budget_usd=budget, hours=hours, top=top,
+                                     rate_fn=hist.rate_fn(r.resources.nodes) if aware else None))
         except RayctlError as e:
             docs.append((r.path, e, r.name))
+    if emit and not isinstance(docs[0], tuple):
+        from ..providers import skypilot_task
+
+        text, notes = skypilot_task.emit(loaded[0], docs[0])
+        for n in notes:
+            warn(n)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            try:
+                output.write_text(text, encoding="utf-8")
+            except OSError as e:
+                raise InputError(f"--output {output}: cannot write: {e.strerror}") from None
+            sys.stderr.write(f"rayctl: wrote SkyPilot task for '{docs[0].recipe}' to {output}\n")
+        return
     if json_out or old_plans is not None:
         out = [_error_doc(*d) if isinstance(d, tuple) else {**d.as_dict(), "file": r.path}
                for d, r in zip(docs, loaded)]
@@ -121,6 +150,11 @@ def plan_cmd(
         for d in docs:
             if not isinstance(d, tuple):
                 _print_plan(d, top or 10)
+                if aware:
+                    console().print(f"ranking: {d.ranking} $/h (preemption-aware: {hist.describe()})")
+                elif hist is not None and any(c.spot for c in d.candidates):
+                    console().print("ranking: sticker $/h (no spot history in the ledger; "
+                                    "--preemption-aware applies the prior)")
     codes = [d[1].exit_code for d in docs if isinstance(d, tuple)]
     for d in docs:
         if isinstance(d, tuple):

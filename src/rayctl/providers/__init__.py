@@ -1,0 +1,1 @@
+"""Where rayctl runs workloads: the local Ray cluster and the cloud (SkyPilot)."""

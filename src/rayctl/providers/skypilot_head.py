@@ -1,0 +1,119 @@
+"""Runs on the head node of a rayctl cloud cluster (`python -m rayctl.providers.skypilot_head`).
+
+SkyPilot's `run` starts a user Ray cluster on every node, then execs this on the head.
+It submits the workload exactly as the local target does (same entrypoint, same Ray
+runtime env, with local paths replaced by where SkyPilot put them), streams the job's
+logs to stdout (which SkyPilot keeps and `rayctl logs` shows, `::rayctl::` metric lines
+included), and exits with the job's outcome:
+
+- 0: the job succeeded (for serve: the app is up and the deploy job returned);
+- 1: the job failed or was stopped;
+- 75 (`EXIT_BUDGET`): `RAYCTL_DEADLINE` (epoch seconds, set by `rayctl launch` from
+  `budget.max_hours` / `budget.max_usd`) passed: the job was stopped. The deadline is
+  absolute, so it holds across spot recoveries and even if the rayctl client is gone.
+
+SIGTERM (SkyPilot cancelling the job) stops the Ray job before exiting.
+
+Environment: RAYCTL_JOB_SPEC (JSON, see `skypilot_task.remote_spec`), RAYCTL_RUN_ID,
+RAYCTL_DEADLINE or RAYCTL_BUDGET_SECONDS (optional), RAYCTL_RAY_ADDRESS (default
+http://127.0.0.1:8265).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+EXIT_BUDGET = 75
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def resolve_runtime_env(spec: dict, environ=os.environ) -> dict:
+    """The runtime env to submit: `~` expanded, secret env vars filled from this node's env."""
+    env = json.loads(json.dumps(spec.get("runtime_env") or {}))
+    if isinstance(env.get("working_dir"), str) and env["working_dir"].startswith("~"):
+        env["working_dir"] = os.path.expanduser(env["working_dir"])
+    if env.get("py_modules"):
+        env["py_modules"] = [os.path.expanduser(m) if isinstance(m, str) and m.startswith("~") else m
+                             for m in env["py_modules"]]
+    secret = {k: environ[k] for k in spec.get("secret_env") or () if k in environ}
+    if secret:
+        env["env_vars"] = {**(env.get("env_vars") or {}), **secret}
+    return env
+
+
+def deadline(environ=os.environ, now: float | None = None) -> float | None:
+    if environ.get("RAYCTL_DEADLINE"):
+        return float(environ["RAYCTL_DEADLINE"])
+    if environ.get("RAYCTL_BUDGET_SECONDS"):  # a task launched by hand: budget per incarnation
+        return (now or time.time()) + float(environ["RAYCTL_BUDGET_SECONDS"])
+    return None
+
+
+def _status_name(st) -> str:
+    return str(getattr(st, "value", st)).upper()
+
+
+def main(environ=os.environ, client=None, sleep=time.sleep, out=sys.stdout) -> int:
+    spec = json.loads(environ["RAYCTL_JOB_SPEC"])
+    run_id = environ.get("RAYCTL_RUN_ID") or spec.get("run_id") or "rayctl"
+    if client is None:
+        from ray.job_submission import JobSubmissionClient
+
+        client = JobSubmissionClient(environ.get("RAYCTL_RAY_ADDRESS", "http://127.0.0.1:8265"))
+    end = deadline(environ)
+    sid = f"{run_id}-{int(time.time())}"
+    kw = {}
+    if spec.get("entrypoint_num_cpus"):
+        kw["entrypoint_num_cpus"] = spec["entrypoint_num_cpus"]
+    if spec.get("entrypoint_num_gpus"):
+        kw["entrypoint_num_gpus"] = spec["entrypoint_num_gpus"]
+    client.submit_job(entrypoint=spec["entrypoint"], runtime_env=resolve_runtime_env(spec, environ),
+                      submission_id=sid, metadata={"rayctl_run_id": run_id, **(spec.get("metadata") or {})}, **kw)
+    out.write(f"rayctl: submitted Ray job {sid} on the cluster's head\n")
+    out.flush()
+
+    stopping = {"sig": None}
+
+    def _term(signum, _frame):
+        stopping["sig"] = signum
+
+    try:
+        signal.signal(signal.SIGTERM, _term)
+    except ValueError:  # not the main thread (tests)
+        pass
+
+    offset = 0
+    while True:
+        logs = client.get_job_logs(sid) or ""
+        if len(logs) > offset:
+            out.write(logs[offset:])
+            out.flush()
+            offset = len(logs)
+        status = _status_name(client.get_job_status(sid))
+        if status in TERMINAL:
+            logs = client.get_job_logs(sid) or ""
+            if len(logs) > offset:
+                out.write(logs[offset:])
+            out.write(f"rayctl: Ray job {sid} {status.lower()}\n")
+            out.flush()
+            return 0 if status == "SUCCEEDED" else 1
+        if stopping["sig"] is not None:
+            client.stop_job(sid)
+            out.write(f"rayctl: cancelled; stopped Ray job {sid}\n")
+            out.flush()
+            return 1
+        if end is not None and time.time() >= end:
+            client.stop_job(sid)
+            out.write("::rayctl:: " + json.dumps({"type": "budget", "message": "budget deadline reached; "
+                                                  "job stopped", "deadline": end}) + "\n")
+            out.flush()
+            return EXIT_BUDGET
+        sleep(2.0)
+
+
+if __name__ == "__main__":  # pragma: no cover - runs on the cloud
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Keep cloud credentials out of everything rayctl prints or stores.
+
+`redact(text)` masks, wherever they appear in a string:
+
+- AWS access key ids (`AKIA...`/`ASIA...`, 20 characters) and secret keys / session
+  tokens written as `aws_secret_access_key = ...`, `AWS_SESSION_TOKEN=...` or in JSON;
+- GCP service-account private keys (PEM blocks), `private_key_id` values and OAuth
+  access tokens (`ya29.`...), `Authorization: Bearer ...` headers;
+- the *values* of credential-like environment variables of this process
+  (`*SECRET*`, `*TOKEN*`, `*PASSWORD*`, `*API_KEY*`, `*ACCESS_KEY*`, `*CREDENTIAL*`,
+  ...), so a key that leaks into an exception message or a log line by value is
+  caught even when it has no recognisable shape.
+
+rayctl runs every SkyPilot/boto3/google error message, every log line it writes, and
+every ledger event detail of the cloud target through this function.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+MASK = "***REDACTED***"
+
+# A credential-like variable name: one of its `_`-separated words is one of these
+# (HF_TOKEN, OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY, DB_PASSWORD; not TOKENIZERS_PARALLELISM).
+_SECRET_WORDS = {"SECRET", "SECRETS", "TOKEN", "TOKENS", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL",
+                 "CREDENTIALS", "KEY", "APIKEY", "PRIVATEKEY", "ACCESSKEY", "SECRETKEY", "AUTHTOKEN"}
+
+_PATTERNS: list[tuple[re.Pattern, str]] = [
+    # PEM private keys (GCP service-account JSON, SSH keys), possibly with escaped newlines.
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+     f"-----BEGIN PRIVATE KEY-----{MASK}-----END PRIVATE KEY-----"),
+    # AWS access key ids (long-term AKIA, temporary ASIA, ...).
+    (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"), MASK),
+    # key = value / key: value / "key": "value" for well-known credential keys.
+    (re.compile(r"""(?ix)
+        (["']?(?:aws_secret_access_key|aws_session_token|aws_security_token|secret_access_key|
+            session_token|private_key_id|private_key|client_secret|refresh_token|access_token|
+            api_key|apikey|password|secret)["']?\s*[:=]\s*)
+        (["']?)([^\s"',}]+)"""), rf"\1\2{MASK}"),
+    # OAuth2 access tokens from Google.
+    (re.compile(r"\bya29\.[0-9A-Za-z_\-.]+"), MASK),
+    # HTTP authorization headers.
+    (re.compile(r"(?i)(authorization\s*[:=]\s*(?:bearer|basic|token)\s+)[^\s'\"]+"), rf"\1{MASK}"),
+]
+
+
+_NOT_SECRET = {"RAY_AUTH_MODE", "SSH_AUTH_SOCK", "GOOGLE_APPLICATION_CREDENTIALS", "AWS_SHARED_CREDENTIALS_FILE"}
+
+
+def _env_secrets() -> list[str]:
+    vals = []
+    for k, v in os.environ.items():
+        if (v and len(v) >= 8 and is_secret_name(k) and k not in _NOT_SECRET
+                and not v.startswith(("/", "~", "."))):  # file paths are not secrets
+            vals.append(v)
+    return sorted(set(vals), key=len, reverse=True)
+
+
+def redact(text, extra: tuple[str, ...] = ()) -> str:
+    """`text` with every credential-looking substring replaced by ***REDACTED***."""
+    if text is None:
+        return ""
+    s = text if isinstance(text, str) else str(text)
+    for value in (*extra, *_env_secrets()):
+        if value and len(value) >= 8 and value in s:
+            s = s.replace(value, MASK)
+    for pat, repl in _PATTERNS:
+        s = pat.sub(repl, s)
+    return s
+
+
+def redact_obj(obj):
+    """Redact every string inside a JSON-like structure (dict keys are kept)."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {k: redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_obj(v) for v in obj]
+    return obj
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an environment variable name looks like it holds a credential."""
+    return any(w in _SECRET_WORDS for w in re.split(r"[_\-.]+", name.upper()))
