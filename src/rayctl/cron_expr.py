@@ -37,8 +37,11 @@ class CronError(ValueError):
     """A cron expression cron would not run; the message says which field and why."""
 
 
-def check(expr: str) -> str:
-    """The expression with blanks normalised, or `CronError` saying what is wrong."""
+def check(expr: str, fires: bool = True) -> str:
+    """The expression with blanks normalised, or `CronError` saying what is wrong.
+
+    `fires=False` checks the syntax alone, without croniter (recipe validation stays
+    light); schedule add/sync also check that the expression matches some date."""
     if not isinstance(expr, str):
         raise CronError(f"expected a string, got {type(expr).__name__}")
     if any(ord(c) < 32 and c not in " \t" for c in expr) or "\x7f" in expr:
@@ -59,7 +62,8 @@ def check(expr: str) -> str:
         raise CronError(f"has {len(parts)} field(s), expected {SYNTAX}{extra}")
     for raw, (name, lo, hi, names) in zip(parts, FIELDS):
         _check_field(raw, name, lo, hi, names)
-    next_runs(text, 1)  # refuses expressions that match no date
+    if fires:
+        next_runs(text, 1)  # refuses expressions that match no date
     return text
 
 
