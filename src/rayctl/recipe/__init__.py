@@ -34,6 +34,8 @@ def loads(data: bytes, path: str = "<recipe>") -> Recipe:
             line=line, column=col)])
     problems = validate(doc)
     if not problems:
+        from .. import workloads  # noqa: F401  (registers the workload checks; imports nothing heavy)
+
         check = WORKLOAD_CHECKS.get(doc.value.get("kind"))
         if check is not None:
             check(doc, problems)
