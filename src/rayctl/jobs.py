@@ -36,6 +36,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 PROBE_TIMEOUT_S = 5.0
 STOP_WAIT_S = 20.0
 PENDING_TIMEOUT_S = float(os.environ.get("RAYCTL_PENDING_TIMEOUT", 300))
+BUSY_TIMEOUT_S = float(os.environ.get("RAYCTL_BUSY_TIMEOUT", 30))
 STARVED_WARN_S = 45.0
 
 
@@ -211,6 +212,8 @@ def _fmt(x: float) -> str:
 class ResourcesBusy(RayctlError):
     """The cluster could run the job, but other work holds the resources now (exit 1)."""
 
+    job_stopped = True  # when raised by `follow`, the job was already stopped
+
 
 def check_resources(address: str, needs_cpus: float, needs_gpus: float, *, busy_hint: str = "",
                     settle_s: float = 8.0) -> list[str]:
@@ -284,21 +287,36 @@ def status_of(cl, job_id: str) -> str:
 
 
 def stop(cl, job_id: str, wait: float = STOP_WAIT_S) -> str:
-    """Stop the job (SIGTERM to its driver, then SIGKILL) and wait for a final status."""
+    """Stop the job (SIGTERM to its driver, then SIGKILL) and wait for a final status.
+
+    A PENDING job cannot end before Ray schedules its supervisor: the stop is queued
+    and Ray ends the job before its entrypoint starts. That returns "PENDING" after
+    a short wait instead of blocking.
+    """
     try:
         cl.stop_job(job_id)
     except RuntimeError:
         pass  # already finished, or unknown: the status says which
-    deadline = time.monotonic() + wait
+    t0 = time.monotonic()
     st = status_of(cl, job_id)
-    while st not in TERMINAL and time.monotonic() < deadline:
+    while st not in TERMINAL and time.monotonic() - t0 < wait:
+        if st == "PENDING" and time.monotonic() - t0 > 2.0:
+            break
         time.sleep(0.2)
         st = status_of(cl, job_id)
     return st
 
 
+def stopped_words(final: str) -> str:
+    if final == "PENDING":
+        return "stop requested; Ray ends it before its entrypoint starts"
+    return f"Ray job {final}"
+
+
 class JobStuck(RayctlError):
     """The job never started running (PENDING too long), or ran past its time limit."""
+
+    job_stopped = True
 
 
 @dataclass
@@ -319,6 +337,29 @@ def failure_reason(message: str, lines: list[str]) -> str:
     exc = next((ln.strip() for ln in reversed(lines) if _EXC_LINE.match(ln.strip())), None)
     reason = f"{head}: {exc}" if exc else head
     return reason[:500]
+
+
+def _check_pending(cl, job_id: str, address: str, waiting_since, now: float, busy_timeout: float,
+                   busy_hint: str):
+    """A PENDING job while the cluster has unmet resource demand for `busy_timeout` s: stop it, say why.
+
+    (Demand the cluster can never meet is refused before submission by `check_resources`.)
+    """
+    res = cluster_resources(address, timeout=1.0)
+    demand = (res or {}).get("_demand") or []
+    shapes = [d[0] for d in demand if isinstance(d, list) and d and isinstance(d[0], dict)]
+    shapes += [b for d in demand if isinstance(d, dict) for b in (d.get("bundles") or []) if isinstance(b, dict)]
+    if not shapes:
+        return None
+    waiting_since = waiting_since or now
+    if now - waiting_since >= busy_timeout:
+        final = stop(cl, job_id)
+        want = ", ".join(f"{_fmt(v)} {k}" for s in shapes[:3] for k, v in s.items())
+        raise ResourcesBusy(
+            f"the job waited {now - waiting_since:.0f} s for resources ({want}) that are held by other work on the "
+            f"Ray cluster at {address} ({describe_resources(res)}){busy_hint}; it was stopped ({final}). Stop that "
+            "work first (`rayctl stop RUN`), or launch again later (RAYCTL_BUSY_TIMEOUT sets the wait).")
+    return waiting_since
 
 
 class _Tail(threading.Thread):
@@ -366,14 +407,18 @@ class _Tail(threading.Thread):
 def follow(cl, job_id: str, *, on_line: Callable[[str], None],
            on_status: Callable[[str, str], None] | None = None,
            on_warning: Callable[[str], None] | None = None,
-           pending_timeout: float = PENDING_TIMEOUT_S, time_limit: float | None = None,
-           address: str | None = None, poll: float = 0.25) -> Outcome:
+           pending_timeout: float = PENDING_TIMEOUT_S, busy_timeout: float = BUSY_TIMEOUT_S,
+           time_limit: float | None = None, address: str | None = None, busy_hint: str = "",
+           poll: float = 0.25) -> Outcome:
     """Stream the job's log lines to `on_line` until it ends; return how it ended.
 
     Lines arrive live through Ray's log tail; when the job reaches a final status the
-    full log is read once more so no line is lost. A job PENDING longer than
-    `pending_timeout` s, or running longer than `time_limit` s, is stopped and
-    `JobStuck` raised. KeyboardInterrupt propagates (the caller stops the job).
+    full log is read once more so no line is lost. The job is stopped, and an error
+    raised, when it waits PENDING for resources that other work holds for over
+    `busy_timeout` s (ResourcesBusy), or for resources the cluster does not have
+    (InputError), stays PENDING over `pending_timeout` s for any reason, or runs
+    over `time_limit` s (JobStuck). KeyboardInterrupt propagates (the caller stops
+    the job).
     """
     tail = _Tail(cl, job_id)
     tail.start()
@@ -388,6 +433,8 @@ def follow(cl, job_id: str, *, on_line: Callable[[str], None],
     starved_since = None
     starve_warned = False
     next_starve = time.monotonic() + 10.0
+    waiting_since = None
+    next_pending_check = time.monotonic() + 2.0
 
     def emit(text: str) -> None:
         nonlocal emitted, buf
@@ -428,18 +475,22 @@ def follow(cl, job_id: str, *, on_line: Callable[[str], None],
                         on_status(st, "")
                 if st in TERMINAL:
                     break
+                if st == "PENDING" and address and now >= next_pending_check:
+                    next_pending_check = now + 2.0
+                    waiting_since = _check_pending(cl, job_id, address, waiting_since, now, busy_timeout,
+                                                   busy_hint)
                 if st == "PENDING" and now - started > pending_timeout:
                     res = cluster_resources(address, timeout=2.0) if address else None
                     final = stop(cl, job_id)
                     raise JobStuck(
-                        f"the job stayed PENDING for {pending_timeout:.0f} s and was stopped ({final}); "
+                        f"the job stayed PENDING for {pending_timeout:.0f} s and was stopped ({stopped_words(final)}); "
                         f"the cluster has {describe_resources(res)}. It was waiting for resources the cluster "
                         "lacks or for its runtime environment (pip/working_dir) to install; see "
                         "RAYCTL_PENDING_TIMEOUT in docs/launch.md")
                 if time_limit and running_since is not None and now - running_since > time_limit:
                     final = stop(cl, job_id)
                     raise JobStuck(f"the job ran past its time limit ({time_limit / 3600:.2f} h, budget.max_hours) "
-                                   f"and was stopped ({final})")
+                                   f"and was stopped ({stopped_words(final)})")
                 if address and on_warning and st == "RUNNING" and not starve_warned and now >= next_starve:
                     next_starve = now + 10.0
                     res = cluster_resources(address, timeout=1.0)

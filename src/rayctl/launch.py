@@ -184,8 +184,8 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
             led.update(run_id, cluster=address, ray_address=address)
             led.open_segment(run_id, cloud=None, nodes=1, hourly_usd_per_node=0.0)
         cl = jobs.client(address)
-        for w in jobs.check_resources(address, spec.needs_cpus, spec.needs_gpus,
-                                      busy_hint=_busy_hint(led, address, run_id)):
+        busy_hint = _busy_hint(led, address, run_id)
+        for w in jobs.check_resources(address, spec.needs_cpus, spec.needs_gpus, busy_hint=busy_hint):
             rep.warn(w)
         if led.get(run_id)["status"] in FINAL:  # `rayctl stop` got here first
             raise JobFailed(f"run {run_id} was stopped before its job was submitted")
@@ -217,7 +217,7 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
 
         time_limit = recipe.budget.max_hours * 3600 if recipe.budget.max_hours else None
         outcome = jobs.follow(cl, job_id, on_line=on_line, on_status=lambda st, _m: rep.job_status(st, job_id),
-                              on_warning=rep.warn, time_limit=time_limit, address=address)
+                              on_warning=rep.warn, time_limit=time_limit, address=address, busy_hint=busy_hint)
         fields = report.ledger_fields()
         if outcome.status == "SUCCEEDED":
             if spec.detached:
@@ -240,11 +240,13 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
                 except Exception as e:  # noqa: BLE001 - still record the interruption
                     rep.warn(f"could not stop Ray job {job_id}: {e}")
             _finish_once(led, run_id, "interrupted",
-                         "interrupted (Ctrl-C or SIGTERM)" + (f"; Ray job {final}" if final else ""),
+                         "interrupted (Ctrl-C or SIGTERM)" + (f"; {jobs.stopped_words(final)}" if final else ""),
                          **report.ledger_fields())
-        raise Interrupted(f"run {run_id} interrupted" + (f"; its Ray job was stopped ({final})" if final else ""))
+        raise Interrupted(f"run {run_id} interrupted" + (f"; its job was stopped ({jobs.stopped_words(final)})"
+                                                        if final else ""))
     except RayctlError as e:
-        if cl is not None and job_id is not None and not isinstance(e, JobFailed):
+        if cl is not None and job_id is not None and not isinstance(e, JobFailed) \
+                and not getattr(e, "job_stopped", False):
             with contextlib.suppress(Exception):
                 jobs.stop(cl, job_id)  # e.g. JobStuck: already stopped; anything else: do not leave it running
         _finish_once(led, run_id, "failed", str(e).splitlines()[0][:500], **report.ledger_fields())
@@ -501,7 +503,7 @@ def stop_run(led: Ledger, run: str) -> dict:
     final = jobs.stop(cl, row["ray_job_id"])
     row = refresh(led, rid)
     if row["status"] not in FINAL:
-        row = led.finish(rid, "stopped", reason=f"stopped by rayctl stop (Ray job {final})")
+        row = led.finish(rid, "stopped", reason=f"stopped by rayctl stop ({jobs.stopped_words(final)})")
     elif row["status"] == "stopped":
         led.update(rid, reason="stopped by rayctl stop")
         row = led.get(rid)

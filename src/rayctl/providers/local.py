@@ -6,6 +6,8 @@
 - Its temp dir lives under `$RAYCTL_HOME/clusters/local/ray` (or `/tmp/rayctl-<hash>`
   when that path is too long for Ray's unix sockets), and `state.json` beside it
   records the address, ports, session and the ownership token.
+  `$RAYCTL_LOCAL_CLUSTER_DIR` moves that folder (several homes, or a test session,
+  can share one head).
 - Every process of the cluster carries `RAYCTL_LOCAL_CLUSTER=<token>` in its
   environment (the head's daemons, Ray workers, job drivers and their children
   inherit it). `stop_cluster()` stops exactly those processes: never `ray stop`,
@@ -95,6 +97,9 @@ class LocalCluster:
 
 
 def cluster_dir(home: Path | None = None) -> Path:
+    """`$RAYCTL_HOME/clusters/local`, or `$RAYCTL_LOCAL_CLUSTER_DIR` to share one head between homes."""
+    if home is None and os.environ.get("RAYCTL_LOCAL_CLUSTER_DIR"):
+        return Path(os.environ["RAYCTL_LOCAL_CLUSTER_DIR"]).expanduser()
     return Path(home or rayctl_home()) / "clusters" / NAME
 
 
