@@ -50,8 +50,9 @@ START_TIMEOUT_S = float(os.environ.get("RAYCTL_START_TIMEOUT", 180))
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 8.0
 LOCK_TIMEOUT_S = 300.0
-# Ray puts unix sockets at <temp>/session_<date>_<pid>/sockets/<name>; sun_path holds 107 bytes.
-MAX_TEMP_DIR_LEN = 45
+# Ray puts unix sockets at <temp>/session_<date>_<usec>_<pid>/sockets/dash_<Module>Head; sun_path
+# holds 107 bytes and the part after <temp> takes up to ~72.
+MAX_TEMP_DIR_LEN = 32
 WORKER_PORTS = 200
 _PORT_NAMES = ("port", "dashboard-port", "ray-client-server-port", "node-manager-port", "object-manager-port",
                "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
@@ -277,6 +278,10 @@ def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
         for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
             env.pop(k, None)
         env.update({"RAY_AUTH_MODE": AUTH_MODE, TOKEN_ENV: token, "RAY_USAGE_STATS_ENABLED": "0"})
+        # Jobs run `python ...` with the head's PATH: make that this Python (cron's PATH is bare).
+        bindir = os.path.dirname(sys.executable)
+        if env.get("PATH", "").split(os.pathsep)[0] != bindir:
+            env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         with open(log_path, "ab") as log:
             log.write(f"\n--- {_now()} rayctl: {' '.join(cmd)}\n".encode())
             log.flush()
@@ -301,7 +306,8 @@ def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
                     if status:
                         status("a port was taken while starting; retrying with new ports")
                     continue
-                raise RayctlError(f"`ray start --head` failed (exit {rc}); last lines of {log_path}:\n{tail}")
+                raise RayctlError(f"`ray start --head` failed (exit {rc}); the whole log is {log_path}; its last "
+                                  f"errors:\n{tail}")
             deadline = time.monotonic() + READY_TIMEOUT_S
             while True:
                 try:
@@ -326,12 +332,17 @@ def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
     raise RayctlError(f"`ray start --head` failed three times; last lines of {log_path}:\n{last_err}")
 
 
-def _tail(path: Path, n: int = 15) -> str:
+def _tail(path: Path, n: int = 6) -> str:
+    """The gist of a failed `ray start`: its error lines, without Python stack frames."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    return "\n".join(lines[-n:])
+    last_run = max((i for i, ln in enumerate(lines) if ln.startswith("--- ")), default=-1)
+    lines = [ln.rstrip() for ln in lines[last_run + 1:]]
+    keep = [ln for ln in lines if ln and not ln.startswith((" ", "\t", "Traceback", "During handling"))
+            and not set(ln) <= set("^~ ")]
+    return "\n".join("  " + ln for ln in keep[-n:])
 
 
 def ensure_cluster(*, cpus: int | None = None, home: Path | None = None,
@@ -467,7 +478,7 @@ def stop_cluster(home: Path | None = None, status: Status | None = None) -> dict
         n = _kill_token(state.token, state.pid)
         (cdir / "state.json").unlink(missing_ok=True)
         temp = Path(state.temp_dir)
-        if temp == _temp_dir(cdir) or temp.name.startswith("rayctl-"):  # only a dir rayctl made
+        if temp in (cdir / "ray", _temp_dir(cdir)) or temp.name.startswith("rayctl-"):  # only a dir rayctl made
             import shutil
 
             shutil.rmtree(temp, ignore_errors=True)

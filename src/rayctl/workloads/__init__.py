@@ -176,6 +176,8 @@ def check_user_code(doc, problems: list) -> None:
             problem((k,), f"expected a number >= 0, got {v!r}")
 
 
+check_user_workload = check_user_code  # the name the built-in checks look up for user-code sections
+
 _BUILTIN_CHECKS: dict = {}  # kind -> check a kind module put in recipe.WORKLOAD_CHECKS itself
 
 
