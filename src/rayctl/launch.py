@@ -522,6 +522,12 @@ def _shutdown_serve(cl, row: dict, led: Ledger) -> None:
                 f"serve.delete({app!r}); "
                 "serve.shutdown() if not serve.status().applications else None")
     else:
+        others = [r["id"] for r in led.runs(status=("serving",))
+                  if r.get("ray_address") == row.get("ray_address") and r["id"] != row["id"]]
+        if others:
+            raise RayctlError(f"run {row['id']} did not say which Serve app it deployed, and other runs serve on "
+                              f"the same cluster ({', '.join(others)}); shutting Serve down would stop them too. "
+                              "Stop them first, or delete the app with Ray's `serve` CLI")
         code = "import ray; from ray import serve; ray.init(); serve.shutdown()"
     import shlex
 

@@ -230,3 +230,67 @@ def test_busy_cluster_is_refused_not_hung(cli, make_recipe, local_cluster, rayct
         assert cli("stop", hog_row["id"]).code == 0
     late = [r for r in ledger_rows(rayctl_home) if r["recipe"] == "late"][0]
     assert late["status"] == "failed" and "held by other work" in late["reason"]
+
+
+SERVE_APP = r'''
+import json, os
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class Echo:
+    def __init__(self):
+        self.n = 0
+
+    async def __call__(self, request: Request):
+        if request.url.path.endswith("/-/rayctl/metrics"):
+            return JSONResponse({"requests": self.n, "input_tokens": 3 * self.n, "output_tokens": 5 * self.n})
+        self.n += 1
+        return JSONResponse({"echo": self.n})
+
+host, port = os.environ["RAYCTL_SERVE_HOST"], int(os.environ["RAYCTL_SERVE_PORT"])
+serve.start(http_options={"host": host, "port": port})
+serve.run(Echo.bind(), name="echo-test", route_prefix="/", blocking=False)
+print("::rayctl:: " + json.dumps({"type": "metrics", "url": f"http://{host}:{port}"}), flush=True)
+'''
+
+
+@pytest.mark.timeout(240)
+def test_user_code_serve_app_detaches_counts_tokens_and_stops(cli, tmp_path, local_cluster, rayctl_home):
+    """Contract 3 with user code: the port the cluster allocated, `serving`, the counters, stop."""
+    import urllib.error
+    import urllib.request
+
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "app.py").write_text(SERVE_APP)
+    recipe = tmp_path / "echo.yaml"
+    recipe.write_text("name: echo\nkind: serve\nworkload:\n  entrypoint: python app.py\n  working_dir: srv\n")
+    res = cli("launch", recipe)
+    assert res.code == 0, res
+    [row] = ledger_rows(rayctl_home)
+    url = f"http://{local_cluster.serve_host}:{local_cluster.serve_port}"
+    assert row["status"] == "serving" and row["metrics"]["url"] == url and row["ended_at"] is None
+    assert f"serving run {row['id']} at {url}" in res.out
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for i in (1, 2):
+        assert json.loads(opener.open(url + "/", timeout=30).read()) == {"echo": i}
+    res = cli("status", row["id"], "--json")
+    doc = json.loads(res.out)
+    assert doc["status"] == "serving" and (doc["input_tokens"], doc["output_tokens"]) == (6, 10)
+    assert doc["metrics"]["serve_requests"] == 2
+
+    res = cli("stop", row["id"])
+    assert res.code == 0, res
+    row = ledger_rows(rayctl_home)[0]
+    assert row["status"] == "stopped" and row["output_tokens"] == 10 and row["ended_at"]
+
+    def gone():
+        try:
+            opener.open(url + "/", timeout=3)
+            return False
+        except (urllib.error.URLError, OSError):
+            return True
+
+    wait_for(gone, 30, "the Serve app to stop answering")

@@ -104,7 +104,7 @@ def user_job_spec(recipe, run_id: str) -> JobSpec:
         entrypoint_num_gpus=ep_gpus,
         needs_cpus=max(ep_cpus, cpus),
         needs_gpus=max(ep_gpus, float(acc or 0)),
-        detached=False,
+        detached=recipe.kind == "serve",  # a Serve app keeps serving after its deploy script ends
         metadata={"rayctl_kind": recipe.kind, "rayctl_workload": "user"},
     )
 
