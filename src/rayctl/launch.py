@@ -156,13 +156,14 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
     led.start_run(run_id=run_id, recipe=recipe.name, kind=recipe.kind, target=target, status="pending",
                   recipe_path=str(Path(recipe.path).resolve()) if recipe.path else None,
                   recipe_sha256=recipe.sha256, schedule=schedule or recipe.schedule, log_path=str(log_path),
-                  nodes=recipe.resources.nodes if not local else 1, hourly_usd=0.0, spot=False)
-    rep.stage(f"run {run_id} ({recipe.kind} '{recipe.name}') on {target}")
+                  nodes=1, hourly_usd=0.0, spot=False)
     cl = None
     job_id = None
     report = jobs.Report()
-    log = open(log_path, "a", encoding="utf-8", errors="replace")
+    log = None
     try:
+        rep.stage(f"run {run_id} ({recipe.kind} '{recipe.name}') on {target}")
+        log = open(log_path, "a", encoding="utf-8", errors="replace")
         led.update(run_id, status="provisioning")
         if local:
             from .providers import local as local_provider
@@ -258,7 +259,8 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
         _finish_once(led, run_id, "failed", f"internal error: {type(e).__name__}: {e}"[:500])
         raise
     finally:
-        log.close()
+        if log is not None:
+            log.close()
 
 
 def _finish_once(led: Ledger, run_id: str, status: str, reason: str, **fields) -> None:
@@ -407,10 +409,17 @@ def _cluster_gone(row: dict) -> bool:
     return state is None or state.address != row.get("ray_address") or not local_provider.healthy(state)
 
 
+def _metrics_url(row: dict) -> str | None:
+    m = row.get("metrics") or {}
+    if m.get("metrics_url"):
+        return m["metrics_url"]
+    return m["url"].rstrip("/") + "/-/rayctl/metrics" if m.get("url") else None
+
+
 def serve_metrics(url: str, timeout: float = 3.0) -> dict | None:
-    """The Serve app's `/-/rayctl/metrics` counters, or None when it does not answer."""
+    """The Serve app's counters from its `/-/rayctl/metrics` URL, or None when it does not answer."""
     try:
-        doc = jobs._get(url.rstrip("/"), "/-/rayctl/metrics", timeout)
+        doc = jobs._get(url, "", timeout)
     except Exception:  # noqa: BLE001 - an app that is gone or does not count
         return None
     return doc if isinstance(doc, dict) else None
@@ -433,7 +442,7 @@ def refresh(led: Ledger, run: str) -> dict:
     if row["status"] not in LIVE or row["target"] == "cloud":
         return row
     if row["status"] == "serving":
-        url = (row.get("metrics") or {}).get("url")
+        url = _metrics_url(row)
         counters = serve_metrics(url) if url else None
         if counters is not None:
             led.update(rid, **_serve_fields(row, counters))
@@ -488,7 +497,7 @@ def stop_run(led: Ledger, run: str) -> dict:
             raise InputError(f"run {rid} ran on the cloud target, which this rayctl cannot reach") from None
         return skypilot.stop_run(led, rid)
     if row["status"] == "serving":
-        url = (row.get("metrics") or {}).get("url")
+        url = _metrics_url(row)
         counters = serve_metrics(url) if url else None
         fields = _serve_fields(row, counters) if counters else {}
         cl = _client_or_none(row.get("ray_address"))
@@ -568,7 +577,7 @@ def down(led: Ledger, cluster: str = "local") -> dict | None:
             if r.get("ray_address") != state.address:
                 continue
             if r["status"] == "serving":
-                url = (r.get("metrics") or {}).get("url")
+                url = _metrics_url(r)
                 counters = serve_metrics(url) if url else None
                 if counters:
                     led.update(r["id"], **_serve_fields(r, counters))

@@ -36,15 +36,27 @@ def test_down_stops_only_its_own_cluster_and_its_runs(cli, make_recipe, local_cl
 
     env = {"RAYCTL_LOCAL_CLUSTER_DIR": str(private_cluster_dir)}
     shared_before = {p.pid for p in local.processes()}
-    res = cli("launch", make_recipe(name="mine", args="10000"), "--detach", env=env)
-    assert res.code == 0, res
+    # Two launches at once on a machine with no head yet: the lock lets exactly one start it.
+    a = popen_cli("launch", make_recipe(name="mine", args="10000"), "--detach", home=rayctl_home, env=env)
+    b = popen_cli("launch", make_recipe(name="again"), home=rayctl_home, env=env)
+    try:
+        for p in (a, b):
+            out, err = p.communicate(timeout=150)
+            assert p.returncode == 0, err
+    finally:
+        for p in (a, b):
+            if p.poll() is None:
+                p.kill()
+    assert (private_cluster_dir / "head.log").read_text().count("ray.scripts.scripts start") == 1
     state = json.loads((private_cluster_dir / "state.json").read_text())
     assert state["address"] != local_cluster.address and state["node_ip"] == "127.0.0.2"
     assert Path(state["temp_dir"]).is_dir()
-    [row] = ledger_rows(rayctl_home)
-    assert row["ray_address"] == state["address"]
+    rows = ledger_rows(rayctl_home)
+    assert {r["ray_address"] for r in rows} == {state["address"]}
+    row = [r for r in rows if r["recipe"] == "mine"][0]
+    assert {r["status"] for r in rows} == {"running", "succeeded"}
 
-    # A second launch reuses the same head.
+    # Later launches reuse the head.
     res = cli("launch", make_recipe(name="again"), env=env)
     assert res.code == 0, res
     assert "local Ray cluster reused at " + state["address"] in res.err

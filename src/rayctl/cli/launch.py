@@ -86,6 +86,12 @@ def _summary(row: dict, detach: bool) -> None:
                        ("best_metric", "best metric")):
         if m.get(key) is not None:
             con.print(f"  {label}: {m[key]}", markup=False)
+    shown = {"rows", "input_tokens", "output_tokens", "output", "checkpoint", "best_config", "best_metric", "url",
+             "error"}
+    extra = [f"{k}={v}" for k, v in sorted(m.items()) if k not in shown and isinstance(v, (int, float, str))
+             and not isinstance(v, bool) and len(str(v)) <= 40]
+    if extra:
+        con.print("  metrics: " + " ".join(extra[:12]), markup=False)
     where = "local" if row.get("cluster") == "local" else row.get("cluster") or row.get("target")
     con.print(f"  cost {money(row.get('cost_usd'))} ({where}) · logs: {row.get('log_path')}", markup=False)
 
