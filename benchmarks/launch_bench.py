@@ -4,8 +4,8 @@
    script with the same working_dir, both on the same, already running local cluster
    (wall time of the whole command, median of --repeat alternating runs). Goal: <= 1.3x.
 2. Batch-infer rows/s and tokens/s of the built-in runner vs a hand-written
-   single-process loop over the same data and model (goal >= 0.8x). See
-   `batch_infer_section` below.
+   single-process loop over the same data and model (goal >= 0.8x): runs
+   benchmarks/batch_infer_bench.py on the same cluster (see `batch_infer_section`).
 
 Usage: python benchmarks/launch_bench.py [--repeat 5] [--keep-cluster] [--skip-batch]
 
@@ -72,22 +72,17 @@ def launch_overhead(home: Path, repeat: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. BATCH-INFER THROUGHPUT — to be filled by the workloads owner (or the lead).
-#
-# Measure, on the same data and demo model, in this same run:
-#   a) the built-in runner: `rayctl launch recipes/batch-infer.yaml` -> rows/s and output tokens/s
-#      (from the ledger row: rows, output_tokens, and the job's own elapsed time in its metrics);
-#   b) a hand-written single-process loop (load the model with from_pretrained, tokenize,
-#      generate in batches of the same size, count tokens) over the same input file;
-# print both and the ratio (goal: built-in >= 0.8x the loop), and say where the rest goes
-# (Ray Data start-up, actor start, model load per actor, object transfer).
+# 2. BATCH-INFER THROUGHPUT — the workloads owner's benchmarks/batch_infer_bench.py, run on the
+#    same cluster in this same run. It compares the built-in runner with a hand-written
+#    single-process loop over the same data and model (goal: runner >= 0.8x the loop) and says
+#    where the rest of the time goes.
 # ---------------------------------------------------------------------------------------------
-def batch_infer_section(home: Path) -> dict | None:
-    try:
-        import rayctl.workloads.batch_infer  # noqa: F401
-    except ModuleNotFoundError:
+def batch_infer_section(address: str) -> int | None:
+    script = Path(__file__).resolve().parent / "batch_infer_bench.py"
+    if not script.exists():
         return None
-    return None  # not written yet: see the comment above
+    print(f"\nbatch-infer throughput ({script.name} --address {address}):", flush=True)
+    return subprocess.run([sys.executable, str(script), "--address", address], timeout=3600).returncode
 
 
 def main() -> None:
@@ -119,12 +114,11 @@ def main() -> None:
         ratio = r["rayctl_median_s"] / r["ray_median_s"]
         print(f"  ratio rayctl / ray job submit = {ratio:.2f}x (goal <= 1.3x): {'OK' if ratio <= 1.3 else 'MISSED'}")
         if not args.skip_batch:
-            b = batch_infer_section(home)
-            if b is None:
-                print("batch-infer throughput: not measured here yet (see batch_infer_section)")
-            else:
-                for line in b.get("lines", []):
-                    print(line)
+            rc = batch_infer_section(r["address"])
+            if rc is None:
+                print("batch-infer throughput: benchmarks/batch_infer_bench.py is not in this checkout")
+            elif rc != 0:
+                raise SystemExit(f"batch_infer_bench.py failed (exit {rc})")
     finally:
         if not args.keep_cluster and not had_cluster:
             local.stop_cluster()
