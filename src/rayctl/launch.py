@@ -33,6 +33,7 @@ from .errors import InputError, Interrupted, JobFailed, RayctlError
 from .ledger import FINAL, Ledger, new_run_id
 
 TARGET_RE = re.compile(r"^(local|cloud|https?://\S+)$")
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LIVE = ("pending", "provisioning", "running", "serving")
 
 
@@ -66,7 +67,7 @@ class Reporter:
 
     def log_line(self, line: str) -> None:
         if not self.quiet:
-            sys.stdout.write(line + "\n")
+            sys.stdout.write((line if sys.stdout.isatty() else ANSI_RE.sub("", line)) + "\n")
             sys.stdout.flush()
 
     def progress(self, ev: dict) -> None:
@@ -157,13 +158,8 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
                   recipe_path=str(Path(recipe.path).resolve()) if recipe.path else None,
                   recipe_sha256=recipe.sha256, schedule=schedule or recipe.schedule, log_path=str(log_path),
                   nodes=1, hourly_usd=0.0, spot=False)
-    cl = None
-    job_id = None
-    report = jobs.Report()
-    log = None
     try:
         rep.stage(f"run {run_id} ({recipe.kind} '{recipe.name}') on {target}")
-        log = open(log_path, "a", encoding="utf-8", errors="replace")
         led.update(run_id, status="provisioning")
         if local:
             from .providers import local as local_provider
@@ -184,16 +180,50 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
             rep.stage(f"Ray {v.get('ray_version', '?')} cluster at {address}")
             led.update(run_id, cluster=address, ray_address=address)
             led.open_segment(run_id, cloud=None, nodes=1, hourly_usd_per_node=0.0)
+    except KeyboardInterrupt:
+        _finish_once(led, run_id, "interrupted", "interrupted (Ctrl-C or SIGTERM) while the cluster was starting")
+        raise Interrupted(f"run {run_id} interrupted before its job was submitted") from None
+    except RayctlError as e:
+        _finish_once(led, run_id, "failed", str(e).splitlines()[0][:500])
+        raise
+    except BaseException as e:
+        _finish_once(led, run_id, "failed", f"internal error: {type(e).__name__}: {e}"[:500])
+        raise
+    return run_job(led, run_id, address, spec, reporter=rep, detach=detach, extra_env=extra_env,
+                   time_limit=recipe.budget.max_hours * 3600 if recipe.budget.max_hours else None,
+                   recipe_name=recipe.name)
+
+
+def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter | None = None,
+            detach: bool = False, extra_env: dict | None = None, time_limit: float | None = None,
+            recipe_name: str = "") -> dict:
+    """Submit `spec` to the Ray cluster at `address` as run `run_id`'s job, follow it, record it.
+
+    The run's ledger row must exist (with `log_path`); the cluster must be up. This is
+    the part every target shares: the local head, an existing cluster, a cloud head.
+    Returns the final row (or the live one: `running` with `detach`, `serving` for a
+    detached Serve app). On any exit the row is final and the job is not left running:
+    JobFailed (1) failed/stopped, Interrupted (130), InputError (2), RayctlError (1).
+    """
+    rep = reporter or Reporter()
+    log_path = led.get(run_id).get("log_path") or str(rayctl_home() / "logs" / f"{run_id}.log")
+    cl = None
+    job_id = None
+    report = jobs.Report()
+    log = None
+    try:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "a", encoding="utf-8", errors="replace")
         cl = jobs.client(address)
         busy_hint = _busy_hint(led, address, run_id)
         for w in jobs.check_resources(address, spec.needs_cpus, spec.needs_gpus, busy_hint=busy_hint):
             rep.warn(w)
         if led.get(run_id)["status"] in FINAL:  # `rayctl stop` got here first
             raise JobFailed(f"run {run_id} was stopped before its job was submitted")
-        extra_env = {**extra_env, "RAYCTL_RUN_ID": run_id}
-        meta = {"rayctl_run_id": run_id, "rayctl_recipe": recipe.name, "rayctl_detached": int(spec.detached)}
-        job_id = jobs.submit(cl, spec, run_id, extra_env=extra_env, metadata=meta)
-        led.update(run_id, status="running", ray_job_id=job_id)
+        env = {**(extra_env or {}), "RAYCTL_RUN_ID": run_id}
+        meta = {"rayctl_run_id": run_id, "rayctl_recipe": recipe_name, "rayctl_detached": int(spec.detached)}
+        job_id = jobs.submit(cl, spec, run_id, extra_env=env, metadata=meta)
+        led.update(run_id, status="running", ray_job_id=job_id, ray_address=address)
         rep.stage(f"submitted Ray job {job_id} (logs: {log_path})")
         if detach:
             rep.stage(f"detached; follow with `rayctl logs {run_id} --follow`, stop with `rayctl stop {run_id}`")
@@ -202,7 +232,7 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
         last_metrics_write = [0.0]
 
         def on_line(line: str) -> None:
-            log.write(line + "\n")
+            log.write(ANSI_RE.sub("", line) + "\n")
             log.flush()
             ev = report.feed(line)
             if ev is None:
@@ -216,7 +246,6 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
                     last_metrics_write[0] = now
                     led.update(run_id, **report.ledger_fields())
 
-        time_limit = recipe.budget.max_hours * 3600 if recipe.budget.max_hours else None
         outcome = jobs.follow(cl, job_id, on_line=on_line, on_status=lambda st, _m: rep.job_status(st, job_id),
                               on_warning=rep.warn, time_limit=time_limit, address=address, busy_hint=busy_hint)
         fields = report.ledger_fields()
@@ -226,7 +255,7 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
                 return led.get(run_id)
             return led.finish(run_id, "succeeded", **fields)
         if outcome.status == "STOPPED":
-            row = led.finish(run_id, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
+            led.finish(run_id, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
             raise JobFailed(f"run {run_id} was stopped before it finished")
         reason = jobs.failure_reason(outcome.message, outcome.last_lines)
         led.finish(run_id, "failed", reason=reason, **fields)
@@ -244,12 +273,12 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
                          "interrupted (Ctrl-C or SIGTERM)" + (f"; {jobs.stopped_words(final)}" if final else ""),
                          **report.ledger_fields())
         raise Interrupted(f"run {run_id} interrupted" + (f"; its job was stopped ({jobs.stopped_words(final)})"
-                                                        if final else ""))
+                                                        if final else "")) from None
     except RayctlError as e:
         if cl is not None and job_id is not None and not isinstance(e, JobFailed) \
                 and not getattr(e, "job_stopped", False):
             with contextlib.suppress(Exception):
-                jobs.stop(cl, job_id)  # e.g. JobStuck: already stopped; anything else: do not leave it running
+                jobs.stop(cl, job_id)  # do not leave a job running that nobody follows
         _finish_once(led, run_id, "failed", str(e).splitlines()[0][:500], **report.ledger_fields())
         raise
     except BaseException as e:
@@ -470,7 +499,7 @@ def refresh(led: Ledger, run: str) -> dict:
     lp = Path(row["log_path"]) if row.get("log_path") else None
     if lp is not None and (not lp.exists() or lp.stat().st_size == 0):
         lp.parent.mkdir(parents=True, exist_ok=True)
-        lp.write_text(text)
+        lp.write_text(ANSI_RE.sub("", text))
     fields = report.ledger_fields()
     if led.get(rid)["status"] in FINAL:  # the attached launch finished it meanwhile
         return led.get(rid)

@@ -190,8 +190,9 @@ def logs_cmd(
             cl = _client_or_none(row.get("ray_address"))
             if cl is not None:
                 if follow:
-                    jobs.follow(cl, row["ray_job_id"], on_line=lambda ln: (sys.stdout.write(ln + "\n"),
-                                                                             sys.stdout.flush()))
+                    # Only watch: never stop the job for waiting (no pending/busy limits here).
+                    jobs.follow(cl, row["ray_job_id"], pending_timeout=float("inf"),
+                                on_line=lambda ln: (sys.stdout.write(ln + "\n"), sys.stdout.flush()))
                     refresh(led, row["id"])
                 else:
                     sys.stdout.write(cl.get_job_logs(row["ray_job_id"]))
