@@ -32,8 +32,7 @@ def launch_cmd(
 ) -> None:
     """Run a recipe as a Ray job: start or reuse the cluster, stream logs and progress, record the run.
 
-    Exit codes: 0 succeeded (or serving / submitted with --detach), 1 the job failed or was
-    stopped, 2 invalid input, 130 interrupted (the job is stopped).
+    Exit codes: 0 succeeded (or serving, or submitted with --detach); 1 failed or stopped; 2 invalid input; 130 interrupted (the job is stopped).
     """
     from .. import recipe as recipe_mod
     from ..launch import Reporter, check_target, launch
