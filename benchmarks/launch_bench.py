@@ -92,7 +92,8 @@ def main() -> None:
     ap.add_argument("--skip-batch", action="store_true", help="only the launch-overhead half")
     args = ap.parse_args()
 
-    home = Path(os.environ.get("RAYCTL_BENCH_HOME") or tempfile.mkdtemp(prefix="rayctl-bench-", dir="/tmp"))
+    own_home = not os.environ.get("RAYCTL_BENCH_HOME")
+    home = Path(os.environ.get("RAYCTL_BENCH_HOME") or tempfile.mkdtemp(prefix="rayctl-launch-bench-", dir="/tmp"))
     os.environ["RAYCTL_HOME"] = str(home)
     os.environ.pop("RAYCTL_LOCAL_CLUSTER_DIR", None)
     os.environ["RAY_AUTH_MODE"] = "disabled"
@@ -122,6 +123,10 @@ def main() -> None:
     finally:
         if not args.keep_cluster and not had_cluster:
             local.stop_cluster()
+            if own_home:
+                import shutil
+
+                shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
