@@ -77,3 +77,40 @@ def cli(rayctl_home, tmp_path):
 def assert_no_traceback(result: CLIResult) -> None:
     assert "Traceback" not in result.err, result.err
     assert "Traceback" not in result.out, result.out
+
+
+# ---------------------------------------------------------------------------- the shared local Ray cluster
+
+
+@pytest.fixture(scope="session")
+def local_cluster():
+    """ONE rayctl-owned local Ray head for the whole test session.
+
+    Started on first use (10-20 s), shared by every test that launches (through
+    $RAYCTL_LOCAL_CLUSTER_DIR, which CLI subprocesses inherit, so each test keeps its
+    own RAYCTL_HOME, ledger and logs), and stopped at the end of the session by its
+    own processes only (never `ray stop`: other Ray clusters may share this machine).
+    """
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="rayctl-test-", dir="/tmp"))  # short: Ray's socket paths are limited
+    cdir = base / "cluster"
+    saved = {k: os.environ.get(k) for k in ("RAYCTL_LOCAL_CLUSTER_DIR", "RAY_AUTH_MODE")}
+    os.environ["RAYCTL_LOCAL_CLUSTER_DIR"] = str(cdir)
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    from rayctl.providers import local
+
+    try:
+        cluster = local.ensure_cluster()
+        yield cluster
+    finally:
+        try:
+            local.stop_cluster()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            shutil.rmtree(base, ignore_errors=True)

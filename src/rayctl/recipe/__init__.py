@@ -43,6 +43,8 @@ def loads(data: bytes, path: str = "<recipe>") -> Recipe:
             problems.append(Problem(f"'{doc.value['schedule']}' is not a cron expression cron can run: {e}",
                                     field="schedule", line=line, column=col))
     if not problems:
+        from .. import workloads  # noqa: F401  (registers the workload checks; imports nothing heavy)
+
         check = WORKLOAD_CHECKS.get(doc.value.get("kind"))
         if check is not None:
             check(doc, problems)

@@ -1,0 +1,533 @@
+"""Ray jobs through the Ray Jobs API: submit, follow, stop, and read what they report.
+
+Jobs report progress and metrics on stdout in one documented form (docs/launch.md):
+
+    ::rayctl:: {"type": "progress", "unit": "rows", "done": 120, "total": 1000, "message": "..."}
+    ::rayctl:: {"type": "metrics", "rows": 1000, "input_tokens": 5120, "output_tokens": 64000}
+
+A line may carry a prefix before the marker (Ray prefixes lines printed by tasks and
+actors with `(Worker pid=...)`). Metrics lines merge key by key; the last value wins.
+Anything else in the log is passed through untouched and never parsed for meaning.
+
+Every function here talks to the cluster's dashboard address (`http://host:8265`), so
+the same code serves the local head, an existing cluster and a cloud head.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import InputError, RayctlError
+
+PREFIX = "::rayctl::"
+PROGRESS_UNITS = ("rows", "trials", "epochs", "steps")
+LEDGER_COUNTS = ("rows", "input_tokens", "output_tokens")
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+PROBE_TIMEOUT_S = 5.0
+STOP_WAIT_S = 20.0
+PENDING_TIMEOUT_S = float(os.environ.get("RAYCTL_PENDING_TIMEOUT", 300))
+BUSY_TIMEOUT_S = float(os.environ.get("RAYCTL_BUSY_TIMEOUT", 30))
+STARVED_WARN_S = 45.0
+
+
+# ---------------------------------------------------------------------------- the protocol
+
+
+def parse_line(line: str) -> dict | None:
+    """The protocol event on `line`, or None when the line is ordinary output."""
+    i = line.find(PREFIX)
+    if i < 0:
+        return None
+    try:
+        ev = json.loads(line[i + len(PREFIX):].strip())
+    except ValueError:
+        return None
+    if not isinstance(ev, dict) or ev.get("type") not in ("progress", "metrics"):
+        return None
+    if ev["type"] == "progress":
+        done, total = ev.get("done"), ev.get("total")
+        if not _is_num(done) or (total is not None and not _is_num(total)):
+            return None
+    return ev
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+@dataclass
+class Report:
+    """What a job has reported so far: the merged metrics and the latest progress per unit."""
+
+    metrics: dict = field(default_factory=dict)
+    progress: dict = field(default_factory=dict)  # unit -> last progress event
+    last_progress: dict | None = None
+
+    def feed(self, line: str) -> dict | None:
+        ev = parse_line(line)
+        if ev is None:
+            return None
+        if ev["type"] == "metrics":
+            self.metrics.update({k: v for k, v in ev.items() if k != "type"})
+        else:
+            self.progress[str(ev.get("unit", "steps"))] = ev
+            self.last_progress = ev
+        return ev
+
+    def ledger_fields(self) -> dict:
+        """Ledger columns for what was reported: the counts, and all metrics as JSON."""
+        out: dict = {}
+        for k in LEDGER_COUNTS:
+            v = self.metrics.get(k)
+            if _is_num(v):
+                out[k] = int(v)
+        if self.metrics:
+            out["metrics"] = dict(self.metrics)
+        return out
+
+
+# ---------------------------------------------------------------------------- connecting
+
+
+def _auth_env(address: str) -> None:
+    """Clients must say which auth mode they use, or Ray may switch token auth on by itself."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    host = urllib.parse.urlparse(address).hostname or ""
+    if host.startswith("127.") or host == "localhost":
+        for k in ("NO_PROXY", "no_proxy"):  # loopback never goes through an HTTP proxy
+            cur = os.environ.get(k, "")
+            if host not in cur.split(","):
+                os.environ[k] = f"{cur},{host}" if cur else host
+
+
+def _get(address: str, path: str, timeout: float = PROBE_TIMEOUT_S):
+    req = urllib.request.Request(address.rstrip("/") + path, headers=_auth_headers())
+    host = urllib.parse.urlparse(address).hostname or ""
+    handlers = [urllib.request.ProxyHandler({})] if host.startswith("127.") or host == "localhost" else []
+    with urllib.request.build_opener(*handlers).open(req, timeout=timeout) as r:
+        return json.loads(r.read().decode() or "null")
+
+
+def _auth_headers() -> dict:
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" and token:
+        return {"Authorization": f"Bearer {token}"}
+    return {}
+
+
+def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> dict:
+    """The cluster's `/api/version`, or a clear error within `timeout` seconds."""
+    try:
+        v = _get(address, "/api/version", timeout)
+    except urllib.error.HTTPError as e:
+        hint = (" The cluster uses token auth: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN."
+                if e.code in (401, 403) else "")
+        raise InputError(f"the Ray cluster at {address} answered HTTP {e.code} on /api/version; is this "
+                         f"a Ray dashboard address (http://HEAD:8265)?{hint}") from None
+    except (urllib.error.URLError, OSError) as e:
+        why = getattr(e, "reason", e)
+        raise InputError(f"cannot reach a Ray cluster at {address}: {why}. Check the address (the head's "
+                         "dashboard, e.g. http://HEAD:8265) and that the cluster is up.") from None
+    except ValueError:
+        raise InputError(f"{address} answered, but not like a Ray dashboard (no JSON on /api/version)") from None
+    if not isinstance(v, dict) or "ray_version" not in v:
+        raise InputError(f"{address} answered, but not like a Ray dashboard (no ray_version on /api/version)")
+    return v
+
+
+def client(address: str):
+    """A Ray `JobSubmissionClient` for `address`, after a fast reachability probe."""
+    _auth_env(address)
+    probe(address)
+    try:
+        from ray.job_submission import JobSubmissionClient
+    except ImportError:
+        raise InputError("submitting Ray jobs needs Ray: pip install 'rayctl[local]'") from None
+    _quiet_ray_logs()
+    try:
+        return JobSubmissionClient(address)
+    except (ConnectionError, RuntimeError) as e:
+        raise InputError(f"cannot use the Ray Jobs API at {address}: {e}") from None
+
+
+def _quiet_ray_logs() -> None:
+    import logging
+
+    if not os.environ.get("RAYCTL_DEBUG"):
+        for name in ("ray", "ray.dashboard", "ray.dashboard.modules.dashboard_sdk"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------------------- resources
+
+
+def cluster_resources(address: str, timeout: float = 5.0) -> dict | None:
+    """{"CPU": (used, total), "GPU": (used, total), ..., "_demand": [...]}; None if unknown.
+
+    From the dashboard's autoscaler status (updated every few seconds by the head).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            doc = _get(address, "/api/cluster_status?format=0", 3.0)
+            report = ((doc or {}).get("data") or {}).get("clusterStatus") or {}
+            load = report.get("loadMetricsReport") if isinstance(report, dict) else None
+            if load and load.get("usage"):
+                out = {k: (float(v[0]), float(v[1])) for k, v in load["usage"].items()
+                       if isinstance(v, list) and len(v) == 2}
+                out["_demand"] = list(load.get("resourceDemand") or []) + list(load.get("pgDemand") or [])
+                return out
+        except (urllib.error.URLError, OSError, ValueError, AttributeError, TypeError):
+            pass
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)
+
+
+def describe_resources(res: dict | None) -> str:
+    if not res:
+        return "unknown"
+    parts = []
+    for k in ("CPU", "GPU"):
+        if k in res:
+            used, total = res[k]
+            parts.append(f"{_fmt(used)}/{_fmt(total)} {k} in use")
+    return ", ".join(parts) or "no CPU/GPU reported"
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.2f}"
+
+
+class ResourcesBusy(RayctlError):
+    """The cluster could run the job, but other work holds the resources now (exit 1)."""
+
+    job_stopped = True  # when raised by `follow`, the job was already stopped
+
+
+def check_resources(address: str, needs_cpus: float, needs_gpus: float, *, busy_hint: str = "",
+                    settle_s: float = 8.0) -> list[str]:
+    """Refuse a job that cannot be scheduled instead of letting it hang.
+
+    Never fits (the cluster has fewer CPUs/GPUs in all) -> InputError (exit 2).
+    Fits, but other work holds them -> ResourcesBusy (exit 1), after `settle_s` for
+    a job that just ended to give its resources back. Returns warnings.
+    """
+    if not needs_cpus and not needs_gpus:
+        return []
+    res = cluster_resources(address)
+    if res is None:
+        return [f"could not read the cluster's resources at {address}; submitting without a resource check"]
+    for name, need in (("CPU", needs_cpus), ("GPU", needs_gpus)):
+        total = res.get(name, (0.0, 0.0))[1]
+        if need and need > total + 1e-9:
+            what = "no GPUs" if name == "GPU" and total == 0 else f"{_fmt(total)} {name}(s) in all"
+            fix = ("run it on a cluster with GPUs (target: cloud), or set the workload to use CPUs"
+                   if name == "GPU" else
+                   "lower the workload's workers/concurrency, or give the cluster more CPUs (for the local "
+                   "cluster: resources.cpus in the recipe or RAYCTL_LOCAL_CPUS, then `rayctl down`)")
+            raise InputError(f"the job needs {_fmt(need)} {name}(s) but the Ray cluster at {address} has {what}; "
+                             f"it would wait forever. {fix}.")
+    deadline = time.monotonic() + settle_s
+    while True:
+        short = [(n, need, res.get(n, (0.0, 0.0))) for n, need in (("CPU", needs_cpus), ("GPU", needs_gpus))
+                 if need and need > res.get(n, (0.0, 0.0))[1] - res.get(n, (0.0, 0.0))[0] + 1e-9]
+        if not short:
+            return []
+        if time.monotonic() > deadline:
+            n, need, (used, total) = short[0]
+            raise ResourcesBusy(
+                f"the job needs {_fmt(need)} {n}(s) but only {_fmt(total - used)} of {_fmt(total)} are free on "
+                f"the Ray cluster at {address}; the rest are held by other work{busy_hint}. It would wait "
+                "for them; stop that work first (`rayctl stop RUN`) or launch again later.")
+        time.sleep(1.0)
+        res = cluster_resources(address) or res
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+def submit(cl, spec, submission_id: str, extra_env: dict | None = None, metadata: dict | None = None) -> str:
+    """Submit `spec` (a workloads.JobSpec) as a Ray job whose id is `submission_id`."""
+    runtime_env = dict(spec.runtime_env or {})
+    env_vars = {str(k): str(v) for k, v in (runtime_env.get("env_vars") or {}).items()}
+    for k, v in (extra_env or {}).items():
+        env_vars.setdefault(k, str(v))
+    if env_vars:
+        runtime_env["env_vars"] = env_vars
+    meta = {str(k): str(v) for k, v in {**(spec.metadata or {}), **(metadata or {})}.items()}
+    kw = {}
+    if spec.entrypoint_num_cpus:
+        kw["entrypoint_num_cpus"] = spec.entrypoint_num_cpus
+    if spec.entrypoint_num_gpus:
+        kw["entrypoint_num_gpus"] = spec.entrypoint_num_gpus
+    try:
+        return cl.submit_job(entrypoint=spec.entrypoint, runtime_env=runtime_env or None,
+                             submission_id=submission_id, metadata=meta or None, **kw)
+    except (RuntimeError, ValueError, OSError) as e:
+        msg = str(e)
+        if "working_dir" in msg or "py_modules" in msg or "runtime_env" in msg.lower():
+            raise InputError(f"Ray refused the job's runtime environment: {msg}") from None
+        raise RayctlError(f"submitting the job to {cl._address} failed: {msg}") from None
+
+
+def status_of(cl, job_id: str) -> str:
+    s = cl.get_job_status(job_id)
+    return getattr(s, "value", str(s))
+
+
+def stop(cl, job_id: str, wait: float = STOP_WAIT_S) -> str:
+    """Stop the job (SIGTERM to its driver, then SIGKILL) and wait for a final status.
+
+    A PENDING job cannot end before Ray schedules its supervisor: the stop is queued
+    and Ray ends the job before its entrypoint starts. That returns "PENDING" after
+    a short wait instead of blocking.
+    """
+    try:
+        cl.stop_job(job_id)
+    except RuntimeError:
+        pass  # already finished, or unknown: the status says which
+    t0 = time.monotonic()
+    st = status_of(cl, job_id)
+    while st not in TERMINAL and time.monotonic() - t0 < wait:
+        if st == "PENDING" and time.monotonic() - t0 > 2.0:
+            break
+        time.sleep(0.2)
+        st = status_of(cl, job_id)
+    return st
+
+
+def stopped_words(final: str) -> str:
+    if final == "PENDING":
+        return "stop requested; Ray ends it before its entrypoint starts"
+    return f"Ray job {final}"
+
+
+class JobStuck(RayctlError):
+    """The job never started running (PENDING too long), or ran past its time limit."""
+
+    job_stopped = True
+
+
+@dataclass
+class Outcome:
+    status: str  # SUCCEEDED | FAILED | STOPPED
+    message: str
+    info: object
+    last_lines: list
+
+
+_EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+def failure_reason(message: str, lines: list[str]) -> str:
+    """One line saying why a job failed: Ray's verdict plus the exception the job raised."""
+    head = (message or "").strip().splitlines()[0] if (message or "").strip() else "the job failed"
+    head = head.split(", last available logs")[0].rstrip(",. ")
+    exc = next((ln.strip() for ln in reversed(lines) if _EXC_LINE.match(ln.strip())), None)
+    reason = f"{head}: {exc}" if exc else head
+    return reason[:500]
+
+
+def _check_pending(cl, job_id: str, address: str, waiting_since, now: float, busy_timeout: float,
+                   busy_hint: str):
+    """A PENDING job while the cluster has unmet resource demand for `busy_timeout` s: stop it, say why.
+
+    (Demand the cluster can never meet is refused before submission by `check_resources`.)
+    """
+    res = cluster_resources(address, timeout=1.0)
+    demand = (res or {}).get("_demand") or []
+    shapes = [d[0] for d in demand if isinstance(d, list) and d and isinstance(d[0], dict)]
+    shapes += [b for d in demand if isinstance(d, dict) for b in (d.get("bundles") or []) if isinstance(b, dict)]
+    if not shapes:
+        return None
+    waiting_since = waiting_since or now
+    if now - waiting_since >= busy_timeout:
+        final = stop(cl, job_id)
+        want = ", ".join(f"{_fmt(v)} {k}" for s in shapes[:3] for k, v in s.items())
+        raise ResourcesBusy(
+            f"the job waited {now - waiting_since:.0f} s for resources ({want}) that are held by other work on the "
+            f"Ray cluster at {address} ({describe_resources(res)}){busy_hint}; it was stopped ({final}). Stop that "
+            "work first (`rayctl stop RUN`), or launch again later (RAYCTL_BUSY_TIMEOUT sets the wait).")
+    return waiting_since
+
+
+class _Tail(threading.Thread):
+    """Streams a job's log chunks into a queue (Ray's websocket tail)."""
+
+    def __init__(self, cl, job_id: str):
+        super().__init__(daemon=True, name=f"rayctl-tail-{job_id}")
+        self.cl, self.job_id = cl, job_id
+        self.q: queue.Queue = queue.Queue()
+        self.failed = False
+        self._loop = None
+        self._task = None
+
+    def run(self) -> None:
+        import asyncio
+
+        async def go():
+            async for chunk in self.cl.tail_job_logs(self.job_id):
+                self.q.put(chunk)
+
+        try:
+            self._loop = asyncio.new_event_loop()
+            self._task = self._loop.create_task(go())
+            self._loop.run_until_complete(self._task)
+        except BaseException:  # noqa: BLE001 - a broken tail falls back to polling
+            self.failed = True
+        finally:
+            if self._loop is not None:
+                try:
+                    self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+                except BaseException:  # noqa: BLE001
+                    pass
+                self._loop.close()
+
+    def cancel(self) -> None:
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:
+                pass
+        self.join(timeout=2.0)
+
+
+def follow(cl, job_id: str, *, on_line: Callable[[str], None],
+           on_status: Callable[[str, str], None] | None = None,
+           on_warning: Callable[[str], None] | None = None,
+           pending_timeout: float = PENDING_TIMEOUT_S, busy_timeout: float = BUSY_TIMEOUT_S,
+           time_limit: float | None = None, address: str | None = None, busy_hint: str = "",
+           poll: float = 0.25) -> Outcome:
+    """Stream the job's log lines to `on_line` until it ends; return how it ended.
+
+    Lines arrive live through Ray's log tail; when the job reaches a final status the
+    full log is read once more so no line is lost. The job is stopped, and an error
+    raised, when it waits PENDING for resources that other work holds for over
+    `busy_timeout` s (ResourcesBusy), or for resources the cluster does not have
+    (InputError), stays PENDING over `pending_timeout` s for any reason, or runs
+    over `time_limit` s (JobStuck). KeyboardInterrupt propagates (the caller stops
+    the job).
+    """
+    tail = _Tail(cl, job_id)
+    tail.start()
+    emitted = 0
+    buf = ""
+    recent: list[str] = []
+    started = time.monotonic()
+    running_since = None
+    last_status = None
+    next_status = 0.0
+    next_poll_logs = 0.0
+    starved_since = None
+    starve_warned = False
+    next_starve = time.monotonic() + 10.0
+    waiting_since = None
+    next_pending_check = time.monotonic() + 2.0
+
+    def emit(text: str) -> None:
+        nonlocal emitted, buf
+        buf += text
+        *lines, buf = buf.split("\n")
+        for ln in lines:
+            emitted += 1
+            recent.append(ln)
+            if len(recent) > 200:
+                del recent[:100]
+            on_line(ln)
+
+    try:
+        while True:
+            try:
+                while True:
+                    emit(tail.q.get_nowait())
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if tail.failed and now >= next_poll_logs:  # no websocket: poll the whole log
+                next_poll_logs = now + 1.0
+                lines = cl.get_job_logs(job_id).split("\n")
+                complete = lines[:-1]
+                for ln in complete[emitted:]:
+                    emitted += 1
+                    recent.append(ln)
+                    on_line(ln)
+                buf = ""
+            if now >= next_status:
+                next_status = now + poll
+                st = status_of(cl, job_id)
+                if st != last_status:
+                    last_status = st
+                    if st == "RUNNING":
+                        running_since = now
+                    if on_status and st not in TERMINAL:
+                        on_status(st, "")
+                if st in TERMINAL:
+                    break
+                if st == "PENDING" and address and now >= next_pending_check:
+                    next_pending_check = now + 2.0
+                    waiting_since = _check_pending(cl, job_id, address, waiting_since, now, busy_timeout,
+                                                   busy_hint)
+                if st == "PENDING" and now - started > pending_timeout:
+                    res = cluster_resources(address, timeout=2.0) if address else None
+                    final = stop(cl, job_id)
+                    raise JobStuck(
+                        f"the job stayed PENDING for {pending_timeout:.0f} s and was stopped ({stopped_words(final)}); "
+                        f"the cluster has {describe_resources(res)}. It was waiting for resources the cluster "
+                        "lacks or for its runtime environment (pip/working_dir) to install; see "
+                        "RAYCTL_PENDING_TIMEOUT in docs/launch.md")
+                if time_limit and running_since is not None and now - running_since > time_limit:
+                    final = stop(cl, job_id)
+                    raise JobStuck(f"the job ran past its time limit ({time_limit / 3600:.2f} h, budget.max_hours) "
+                                   f"and was stopped ({stopped_words(final)})")
+                if address and on_warning and st == "RUNNING" and not starve_warned and now >= next_starve:
+                    next_starve = now + 10.0
+                    res = cluster_resources(address, timeout=1.0)
+                    cpu = (res or {}).get("CPU")
+                    if res and res.get("_demand") and cpu and cpu[0] >= cpu[1] - 1e-9:
+                        starved_since = starved_since or now
+                        if now - starved_since >= STARVED_WARN_S:
+                            starve_warned = True
+                            on_warning(
+                                f"work has waited over {STARVED_WARN_S:.0f} s for resources while all "
+                                f"{_fmt(cpu[1])} CPUs are in use ({describe_resources(res)}); the job may be "
+                                "starved, e.g. by a Serve app or another job holding CPUs. Ctrl-C or "
+                                "`rayctl stop RUN` stops it.")
+                    else:
+                        starved_since = None
+            time.sleep(0.05 if not tail.q.empty() else min(poll, 0.1))
+        # Final: read the whole log once, emit whatever the tail had not delivered yet.
+        tail.cancel()
+        try:
+            while True:
+                emit(tail.q.get_nowait())
+        except queue.Empty:
+            pass
+        full = cl.get_job_logs(job_id)
+        lines = full.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        if len(lines) >= emitted:
+            buf = ""
+            for ln in lines[emitted:]:
+                emitted += 1
+                recent.append(ln)
+                on_line(ln)
+        elif buf:
+            on_line(buf)
+        info = cl.get_job_info(job_id)
+        st = getattr(info.status, "value", str(info.status))
+        return Outcome(status=st, message=info.message or "", info=info, last_lines=recent[-50:])
+    finally:
+        tail.cancel()
