@@ -349,8 +349,11 @@ def _launch_cloud(recipe, led: Ledger, rep: Reporter, *, detach: bool, quiet: bo
     from . import catalog as catalog_mod
     from . import planner
 
+    from . import preemption
+
     cat = catalog if isinstance(catalog, catalog_mod.Catalog) else catalog_mod.load(catalog)
-    plan = planner.plan(recipe, cat)
+    hist = preemption.history()  # spot offers ranked by effective $/h once the ledger has history
+    plan = planner.plan(recipe, cat, rate_fn=hist.rate_fn(recipe.resources.nodes) if hist.any else None)
     run_id = new_run_id(recipe.name)
     logs_dir = rayctl_home() / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
@@ -468,8 +471,14 @@ def refresh(led: Ledger, run: str) -> dict:
     """The run's row brought up to date from its cluster (job status, metrics, Serve counters)."""
     row = get_run(led, run)
     rid = row["id"]
-    if row["status"] not in LIVE or row["target"] == "cloud":
+    if row["status"] not in LIVE:
         return row
+    if row["target"] == "cloud":
+        try:
+            from .providers import skypilot
+        except ModuleNotFoundError:
+            return row  # cloud extras not installed here: the ledger row is all we know
+        return skypilot.status_run(led, rid)  # also enforces the budget and reads Serve counters
     if row["status"] == "serving":
         url = _metrics_url(row)
         counters = serve_metrics(url) if url else None

@@ -185,6 +185,11 @@ def logs_cmd(
 
     with Ledger() as led:
         row = get_run(led, run)
+        if row["status"] in LIVE and row["target"] == "cloud":
+            from ..providers import skypilot
+
+            skypilot.cloud_logs(row, follow, led)
+            return
         if row["status"] in LIVE and row.get("ray_job_id") and row["target"] != "cloud":
             cl = _client_or_none(row.get("ray_address"))
             if cl is not None:
@@ -220,11 +225,15 @@ def stop_cmd(run: str = typer.Argument(..., help="Run id (or a unique prefix).",
 
 def down_cmd(
     cluster: str = typer.Argument("local", help="Cluster to stop: local (default) or a cloud cluster name."),
+    all_: bool = typer.Option(False, "--all", help="Stop the local cluster and tear down every cloud cluster rayctl created."),
 ) -> None:
     """Stop a cluster rayctl started (the local Ray head by default), and the runs on it."""
     from ..launch import down
     from ..ledger import Ledger
 
+    if all_:
+        _down_all()
+        return
     with Ledger() as led:
         result = down(led, cluster)
     if result is None:
@@ -235,3 +244,25 @@ def down_cmd(
     typer.echo(f"stopped the {result.get('name', cluster)} Ray cluster"
                + (f" at {result['address']}" if result.get("address") else "")
                + (f" ({result['processes']} processes)" if result.get("processes") is not None else "") + extra)
+
+
+def _down_all() -> None:
+    """`rayctl down --all`: the local head, then every cloud cluster in rayctl's registry."""
+    from ..launch import down
+    from ..ledger import Ledger
+
+    failed = 0
+    with Ledger() as led:
+        local = down(led, "local")
+        typer.echo("local: " + ("stopped" if local else "not running"))
+        try:
+            from ..providers import skypilot
+        except ModuleNotFoundError:
+            return
+        for r in skypilot.down_all(led):
+            typer.echo(f"{r['name']}: {r['result']}" + (f" (run {r['run_id']})" if r.get("run_id") else ""))
+            failed += r["result"] != "down"
+    if failed:
+        typer.echo(f"{failed} cloud cluster(s) could not be torn down; see above and `rayctl cloud clusters --all`",
+                   err=True)
+        raise typer.Exit(1)
