@@ -34,12 +34,30 @@ def loads(data: bytes, path: str = "<recipe>") -> Recipe:
             line=line, column=col)])
     problems = validate(doc)
     if not problems:
-        check = WORKLOAD_CHECKS.get(doc.value.get("kind"))
+        check = WORKLOAD_CHECKS.get(doc.value.get("kind")) or _builtin_check(doc.value.get("kind"))
         if check is not None:
             check(doc, problems)
     if problems:
         raise RecipeError(path, problems)
     return build(doc.value, path, data)
+
+
+def _builtin_check(kind):
+    """Import the built-in runner of `kind`; importing it registers its check (no ray import)."""
+    import importlib
+
+    from ..workloads.common import MODULES
+
+    if kind not in MODULES:
+        return None
+    name = f"rayctl.workloads.{MODULES[kind]}"
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name != name:
+            raise
+        return None
+    return WORKLOAD_CHECKS.get(kind)
 
 
 def load(path: str | os.PathLike) -> Recipe:
