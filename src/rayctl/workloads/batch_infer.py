@@ -417,10 +417,10 @@ def main(p: dict) -> None:
     worker.start()
     _watch(worker, counter, total, float(wl["stall_timeout_s"]))
     if errors:
-        e = errors[0]
-        if isinstance(e, common.WorkloadError):
-            raise e
-        raise common.WorkloadError(f"batch inference failed: {type(e).__name__}: {_first_line(e)}") from e
+        inner, why = _root_cause(errors[0])
+        if inner is not None:
+            raise inner
+        raise common.WorkloadError(f"batch inference failed: {why}") from errors[0]
     elapsed = time.perf_counter() - t_start
     counts = _count_output(wl)
     stats = ray.get(counter.get.remote()) if counter is not None else {}
@@ -442,9 +442,22 @@ def main(p: dict) -> None:
     report.metrics(**out)
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return s[0][:500] if s else ""
+def _root_cause(e: BaseException) -> tuple[BaseException | None, str]:
+    """(the WorkloadError inside a Ray task error, if any; a one-line description of the cause)."""
+    import re
+
+    seen, cur = set(), e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, common.WorkloadError):
+            return cur, str(cur)
+        cur = getattr(cur, "cause", None) or cur.__cause__ or cur.__context__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    m = re.search(r"WorkloadError: (.+)", text)
+    if m:
+        return common.WorkloadError(m.group(1).strip()), m.group(1).strip()
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    return None, (lines[-1] if lines else type(e).__name__)[:500]
 
 
 def _watch(worker: threading.Thread, counter, total, stall_timeout_s: float) -> None:
