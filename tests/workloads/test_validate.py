@@ -44,6 +44,7 @@ CASES = [
      "did you mean 'max_replicas'?"),
     ("serve", "route_prefix: v1", 5, 17, "workload.route_prefix", "starts with '/'"),
     ("serve", "max_tokens: 900", 5, 15, "workload.max_tokens", "above max_tokens_limit"),
+    ("serve", "num_gpus: lots", 5, 13, "workload.num_gpus", "expected auto or a number >= 0"),
 ]
 
 

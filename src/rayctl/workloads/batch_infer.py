@@ -3,7 +3,8 @@ Data writes the results.
 
 * input: JSONL, Parquet or CSV (a file or a folder; local path or s3://...). Paths
   relative to the recipe file are resolved when the job is built.
-* engine `transformers` (CPU, or GPU with `num_gpus`): a callable class holds the model
+* engine `transformers` (CPU, or one GPU per replica when the cluster has them): a
+  callable class holds the model
   (`from_pretrained`) in each of `concurrency` actors and completes `batch_size` prompts
   per call with `generate()`. Engine `vllm` hands the same rows to Ray Data's LLM
   processor (`ray.data.llm`, vLLM engine) on GPU clusters. `auto` picks vllm when the
@@ -59,9 +60,12 @@ FIELDS: dict[str, Field] = {
     "max_new_tokens": Field("int", 32, "tokens generated per prompt at most", minimum=1, maximum=32768),
     "temperature": Field("number", 0.0, "sampling temperature; 0 is greedy", minimum=0),
     "top_p": Field("number", 1.0, "nucleus sampling mass", above=0, maximum=1),
-    "num_cpus": Field("number", None, "CPUs reserved per replica (default: 1, less on small clusters so Ray Data's "
-                                      "read/write tasks still fit)", above=0),
-    "num_gpus": Field("number", None, "GPUs per replica (default: 1 with vllm, else 0)", minimum=0),
+    "num_cpus": Field("number", None, "CPUs reserved per transformers replica (default: min(1, (cluster CPUs - 1) / "
+                                      "replicas): one CPU stays free for Ray Data's read/repartition/write tasks)",
+                      above=0),
+    "num_gpus": Field("any", "auto", "GPUs per transformers replica: auto (1 when the cluster has a GPU per replica, "
+                                     "else 0) or a number; vLLM sizes its own GPUs from engine_kwargs",
+                      check=common.check_auto_number),
     "threads": Field("int", None, "torch threads per transformers replica (default: cluster CPUs / replicas)",
                      minimum=1),
     "limit": Field("int", None, "process only the first N rows", minimum=1),
@@ -118,7 +122,7 @@ def job_spec(recipe, run_id: str):
     wl = settings(recipe)
     lo, _ = _replicas(wl["concurrency"])
     cpus = wl["num_cpus"] if wl["num_cpus"] is not None else 0.5
-    gpus = wl["num_gpus"] if wl["num_gpus"] is not None else (1 if wl["engine"] == "vllm" else 0)
+    gpus = 1 if wl["engine"] == "vllm" else (0 if wl["num_gpus"] in (None, "auto") else wl["num_gpus"])
     # At least one replica plus a read/write task must fit.
     return common.make_spec(recipe, run_id, "batch_infer", wl, needs_cpus=lo * cpus + TASK_CPUS,
                             needs_gpus=lo * gpus, metadata={"output": wl["output"], "input": wl["input"]})
@@ -327,7 +331,7 @@ def _build_transformers(ds, wl: dict, total_cpu: float, total_gpu: float, counte
     from ray.data import ActorPoolStrategy
 
     lo, hi = _replicas(wl["concurrency"])
-    gpus = float(wl["num_gpus"] or 0)
+    gpus = common.gpus_per_replica(wl["num_gpus"], hi, total_gpu)
     cpus = wl["num_cpus"]
     if cpus is None:
         # Leave one CPU for Ray Data's own tasks (the streaming repartition takes a whole

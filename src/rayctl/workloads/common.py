@@ -181,6 +181,20 @@ def check_value(doc, path: tuple, value, f: Field, problems: list) -> None:
         f.check(doc, path, value, problems)
 
 
+def check_auto_number(doc, path, value, problems) -> None:
+    """`auto` or a number >= 0 (GPU counts that default to what the cluster has)."""
+    if value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
+        return
+    problems.append(problem(doc, path, f"expected auto or a number >= 0, got {_describe(value)}"))
+
+
+def gpus_per_replica(setting, replicas: int, total_gpus: float) -> float:
+    """Resolve a per-replica GPU setting: auto -> 1 when the cluster has a GPU per replica, else 0."""
+    if setting in (None, "auto"):
+        return 1.0 if total_gpus >= max(1, replicas) else 0.0
+    return float(setting)
+
+
 def _show(c) -> str:
     return str(c).lower() if isinstance(c, bool) else str(c)
 

@@ -76,7 +76,8 @@ FIELDS: dict[str, Field] = {
                                           "(replaces replicas)", check=_check_autoscaling),
     "num_cpus": Field("number", 0.25, "CPUs reserved per replica (small by default so a replica never starves "
                                       "training jobs on the same cluster)", above=0),
-    "num_gpus": Field("number", 0, "GPUs per replica", minimum=0),
+    "num_gpus": Field("any", "auto", "GPUs per replica: auto (1 when the cluster has a GPU per replica, else 0) "
+                                     "or a number", check=common.check_auto_number),
     "threads": Field("int", None, "torch threads per replica on CPU (default: max(1, num_cpus))", minimum=1),
     "max_tokens": Field("int", 64, "completion tokens when a request does not say", minimum=1, maximum=32768),
     "max_tokens_limit": Field("int", 512, "most completion tokens a request may ask for", minimum=1,
@@ -126,7 +127,7 @@ def job_spec(recipe, run_id: str):
     wl = settings(recipe)
     n = _min_replicas(wl)
     spec = common.make_spec(recipe, run_id, "serve", wl, needs_cpus=n * wl["num_cpus"],
-                            needs_gpus=n * wl["num_gpus"], detached=True,
+                            needs_gpus=0 if wl["num_gpus"] == "auto" else n * wl["num_gpus"], detached=True,
                             metadata={"serve_app": wl["app_name"], "route_prefix": wl["route_prefix"]})
     for k in (ENV_HOST, ENV_PORT):  # the launcher may set these for the cluster it runs
         if os.environ.get(k):
@@ -371,8 +372,9 @@ def build_app(wl: dict):
             return StreamingResponse(events(), media_type="text/event-stream")
 
     threads = wl.get("threads") or max(1, int(float(wl["num_cpus"])))
-    device = "cuda" if float(wl["num_gpus"]) > 0 else "cpu"
-    opts: dict = {"ray_actor_options": {"num_cpus": float(wl["num_cpus"]), "num_gpus": float(wl["num_gpus"])},
+    gpus = float(wl["num_gpus"])  # resolved by main()
+    device = "cuda" if gpus > 0 else "cpu"
+    opts: dict = {"ray_actor_options": {"num_cpus": float(wl["num_cpus"]), "num_gpus": gpus},
                   "max_ongoing_requests": int(wl["max_ongoing_requests"])}
     if wl.get("autoscaling"):
         opts["autoscaling_config"] = dict(wl["autoscaling"])
@@ -418,6 +420,8 @@ def main(p: dict) -> None:
     from ray import serve
 
     n = _min_replicas(wl)
+    _, total_gpu = common.cluster_totals()
+    wl["num_gpus"] = common.gpus_per_replica(wl["num_gpus"], n, total_gpu)
     common.wait_for_resources(n * float(wl["num_cpus"]), n * float(wl["num_gpus"]),
                               float(wl["resource_timeout_s"]), f"serving with {n} replica(s)")
     host, port = _http_options()
