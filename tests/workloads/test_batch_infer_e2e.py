@@ -112,3 +112,11 @@ def test_replicas_that_can_never_fit_fail_fast_instead_of_hanging(launch, repo, 
     assert "needs 3 CPU and 0 GPU but the whole cluster has 2 CPU" in job.logs
     assert job.metrics["error"].startswith("batch inference with 1 replica(s)")
     assert job.seconds < 60
+
+
+@pytest.mark.timeout(120)
+def test_vllm_without_vllm_fails_with_what_to_do(launch, repo, tmp_path):
+    job = launch(repo / "recipes" / "batch-infer.yaml", "bi-vllm", {"output": str(tmp_path / "o"), "engine": "vllm"})
+    assert job.status == "FAILED"
+    assert "rayctl: workload error: engine vllm needs the vllm package on the cluster" in job.logs
+    assert job.seconds < 60

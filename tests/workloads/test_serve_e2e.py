@@ -84,6 +84,14 @@ def test_openai_routes_counters_and_delete(launch, ray_address, repo, monkeypatc
         code, models = get(f"{url}/v1/models")
         assert code == 200 and models["data"][0]["id"] == "rayctl-demo"
         assert get(f"{url}/-/rayctl/metrics")[1]["requests"] == len(usages)  # errors are not counted
+
+        # The trap: replicas hold CPU, so a 2 x 1-CPU training job cannot start on 2 CPUs.
+        # It waits resource_timeout_s, then fails saying why, instead of queueing forever.
+        starved = launch(repo / "recipes" / "train.yaml", "sv-train",
+                         {"workers": 2, "cpus_per_worker": 1, "resource_timeout_s": 5})
+        assert starved.status == "FAILED"
+        assert "training with 2 worker(s) needs 2 CPU and 0 GPU; after 5 s only 1.5 CPU" in starved.logs
+        assert starved.seconds < 60
     finally:
         rec = R.load(repo / "recipes" / "serve.yaml")
         gone = submit(ray_address, serve.stop_spec(rec, "sv1-stop"), timeout=120)

@@ -7,7 +7,7 @@ import pytest
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(500)
 def test_checkpoints_and_resumes_from_the_latest(launch, repo, tmp_path):
     storage = tmp_path / "ckpt"
     first = launch(repo / "recipes" / "train.yaml", "tr-1", {"epochs": 2, "storage": str(storage)})
@@ -31,6 +31,12 @@ def test_checkpoints_and_resumes_from_the_latest(launch, repo, tmp_path):
 
     state = torch.load(Path(m2["checkpoint"]) / "state.pt", weights_only=True)
     assert state["epoch"] == 4
+
+    # Relaunched once more with nothing left to do: it says so, and trains nothing.
+    third = launch(repo / "recipes" / "train.yaml", "tr-3", {"epochs": 4, "storage": str(storage)})
+    assert third.status == "SUCCEEDED", third.logs[-4000:]
+    assert (third.metrics["resumed_from"], third.metrics["epochs"], third.metrics["epochs_run"]) == (4, 4, 0)
+    assert "already trained 4 of 4 epochs" in third.logs
 
 
 @pytest.mark.timeout(400)

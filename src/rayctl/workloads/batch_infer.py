@@ -354,30 +354,46 @@ def _build_transformers(ds, wl: dict, total_cpu: float, total_gpu: float, counte
         compute=ActorPoolStrategy(min_size=lo, max_size=hi), num_cpus=cpus, num_gpus=gpus or None)
 
 
-def _build_vllm(ds, wl: dict, columns: list):
-    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+def vllm_config(wl: dict):
+    """The Ray Data LLM processor config for engine vllm (no Ray cluster needed to build it)."""
+    from ray.data.llm import vLLMEngineProcessorConfig
 
     lo, hi = _replicas(wl["concurrency"])
-    col = wl["prompt_column"]
-    model = demo_model.local_path(wl["model"])
-    sampling = {"temperature": float(wl["temperature"]), "top_p": float(wl["top_p"]),
-                "max_tokens": int(wl["max_new_tokens"])}
-    config = vLLMEngineProcessorConfig(
-        model_source=model, engine_kwargs=dict(wl.get("engine_kwargs") or {}),
+    return vLLMEngineProcessorConfig(
+        model_source=demo_model.local_path(wl["model"]), engine_kwargs=dict(wl.get("engine_kwargs") or {}),
         concurrency=(lo, hi) if lo != hi else lo, batch_size=int(wl["batch_size"]),
         chat_template_stage=False, tokenize_stage=True, detokenize_stage=True)
+
+
+def vllm_row_fns(wl: dict, columns: list):
+    """(preprocess, postprocess) for the LLM processor: prompt + sampling params in; the
+    input columns + generated_text + token counts out."""
+    col = wl["prompt_column"]
     keep = list(columns)
+    sampling = {"temperature": float(wl["temperature"]), "top_p": float(wl["top_p"]),
+                "max_tokens": int(wl["max_new_tokens"])}
 
     def pre(row):
+        if col not in row:
+            raise common.WorkloadError(f"input has no column '{col}' (columns: {', '.join(row)}); "
+                                       "set workload.prompt_column")
         return {**{k: row[k] for k in keep}, "prompt": "" if row[col] is None else str(row[col]),
-                "sampling_params": sampling}
+                "sampling_params": dict(sampling)}
 
     def post(row):
-        return {**{k: row[k] for k in keep}, "generated_text": row["generated_text"],
+        return {**{k: row[k] for k in keep}, "generated_text": row.get("generated_text") or "",
                 "input_tokens": int(row.get("num_input_tokens") or 0),
                 "output_tokens": int(row.get("num_generated_tokens") or 0)}
 
-    print(f"rayctl: engine vllm: model {model}, {lo if lo == hi else f'{lo}-{hi}'} replica(s), "
+    return pre, post
+
+
+def _build_vllm(ds, wl: dict, columns: list):
+    from ray.data.llm import build_processor
+
+    config = vllm_config(wl)
+    pre, post = vllm_row_fns(wl, columns)
+    print(f"rayctl: engine vllm: model {config.model_source}, concurrency {config.concurrency}, "
           f"batch_size {wl['batch_size']}", flush=True)
     return build_processor(config, preprocess=pre, postprocess=post)(ds)
 

@@ -94,11 +94,19 @@ def train_loop(config: dict) -> None:
     if rank == 0 and resumed_from is not None:
         print(f"rayctl: resuming from the checkpoint of epoch {start} ({ckpt.path})", flush=True)
     if start >= epochs:
+        # Nothing left to train. Report the restored state as a checkpoint again: Ray
+        # Train's result carries the metrics of the latest checkpoint, not of bare reports.
         val_loss, acc = demo_task.evaluate(module, xv, yv)
-        ray.train.report({"epoch": start, "epochs": epochs, "val_loss": val_loss, "accuracy": acc,
-                          "resumed_from": resumed_from, "already_complete": True})
+        metrics = {"epoch": start, "epochs": epochs, "val_loss": val_loss, "accuracy": acc,
+                   "resumed_from": resumed_from, "already_complete": True}
         if rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(), "epoch": start},
+                           os.path.join(tmp, "state.pt"))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
             report.progress(start, epochs, "epochs", f"already trained {start} of {epochs} epochs; nothing to do")
+        else:
+            ray.train.report(metrics)
         return
     for epoch in range(start, epochs):
         if ctx.get_world_size() > 1 and hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
