@@ -1,0 +1,502 @@
+"""Built-in `serve` workload: an OpenAI-compatible completion server on Ray Serve.
+
+Routes (under `route_prefix`, default `/`):
+
+* `POST /v1/completions`: {"prompt": str | [str], "max_tokens", "temperature", "top_p",
+  "stop", "seed", "stream"} -> an OpenAI `text_completion` with `usage`;
+* `POST /v1/chat/completions`: {"messages": [{"role", "content"}], ...} -> an OpenAI
+  `chat.completion` (the prompt comes from the tokenizer's chat template);
+* `GET /v1/models`: the served model;
+* `GET /-/rayctl/metrics`: {"requests": N, "input_tokens": N, "output_tokens": N}
+  summed over every replica (a one-replica counter deployment holds the totals).
+
+`stream: true` is answered as server-sent events (the whole completion in one chunk,
+then `[DONE]`), which OpenAI clients accept.
+
+The job (contract 3) starts Serve on $RAYCTL_SERVE_HOST:$RAYCTL_SERVE_PORT, deploys the
+app under the recipe's name, checks the route over real HTTP, prints a metrics line
+with `url`, and exits; Serve keeps the app running. `python -m
+rayctl.workloads.serve --delete APP` (see `stop_spec`) removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from . import common, demo_model, report
+from .common import Field
+
+KIND = "serve"
+ENV_HOST = "RAYCTL_SERVE_HOST"
+ENV_PORT = "RAYCTL_SERVE_PORT"
+DEFAULT_PORT = 8000
+AUTOSCALING_KEYS = {
+    "min_replicas": "fewest replicas (may be 0: scale to zero when idle)",
+    "max_replicas": "most replicas",
+    "initial_replicas": "replicas at start (default: min_replicas)",
+    "target_ongoing_requests": "requests in flight per replica the autoscaler aims for",
+    "upscale_delay_s": "seconds of high load before adding a replica",
+    "downscale_delay_s": "seconds of low load before removing a replica",
+}
+
+
+def _check_autoscaling(doc, path, value, problems) -> None:
+    import difflib
+
+    rules = {"min_replicas": Field("int", minimum=0), "max_replicas": Field("int", minimum=1),
+             "initial_replicas": Field("int", minimum=0), "target_ongoing_requests": Field("number", above=0),
+             "upscale_delay_s": Field("number", minimum=0), "downscale_delay_s": Field("number", minimum=0)}
+    for key, v in value.items():
+        if key not in rules:
+            close = difflib.get_close_matches(str(key), list(rules), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(rules)}"
+            problems.append(common.problem(doc, path + (key,), f"unknown autoscaling field '{key}'{hint}", key=True))
+            continue
+        common.check_value(doc, path + (key,), v, rules[key], problems)
+    lo, hi = value.get("min_replicas", 1), value.get("max_replicas")
+    if "max_replicas" not in value:
+        problems.append(common.problem(doc, path, "autoscaling needs max_replicas"))
+    elif all(isinstance(x, int) and not isinstance(x, bool) for x in (lo, hi)) and lo > hi:
+        problems.append(common.problem(doc, path + ("min_replicas",),
+                                       f"min_replicas ({lo}) is above max_replicas ({hi})"))
+
+
+FIELDS: dict[str, Field] = {
+    "model": Field("str", common.DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a "
+                                             "Hugging Face id"),
+    "replicas": Field("int", 1, "fixed number of replicas (leave out when using autoscaling)", minimum=1,
+                      maximum=1000),
+    "autoscaling": Field("mapping", None, "min_replicas, max_replicas, target_ongoing_requests, ... "
+                                          "(replaces replicas)", check=_check_autoscaling),
+    "num_cpus": Field("number", 0.25, "CPUs reserved per replica (small by default so a replica never starves "
+                                      "training jobs on the same cluster)", above=0),
+    "num_gpus": Field("any", "auto", "GPUs per replica: auto (1 when the cluster has a GPU per replica, else 0) "
+                                     "or a number", check=common.check_auto_number),
+    "threads": Field("int", None, "torch threads per replica on CPU (default: max(1, num_cpus))", minimum=1),
+    "max_tokens": Field("int", 64, "completion tokens when a request does not say", minimum=1, maximum=32768),
+    "max_tokens_limit": Field("int", 512, "most completion tokens a request may ask for", minimum=1,
+                              maximum=32768),
+    "max_ongoing_requests": Field("int", 8, "requests a replica accepts at once", minimum=1),
+    "route_prefix": Field("str", "/", "HTTP path prefix of the app"),
+    "app_name": Field("str", None, "Serve application name (default: the recipe name)"),
+    "ready_timeout_s": Field("number", 300, "seconds to wait for the replicas to come up before failing", above=0),
+}
+
+
+def _check_extra(doc, wl: dict, problems: list) -> None:
+    raw = doc.value.get("workload") or {}
+    if "replicas" in raw and "autoscaling" in raw:
+        problems.append(common.problem(doc, ("workload", "autoscaling"),
+                                       "give either replicas or autoscaling, not both", key=True))
+    if not str(wl["route_prefix"]).startswith("/"):
+        problems.append(common.problem(doc, ("workload", "route_prefix"),
+                                       f"route_prefix starts with '/', got '{wl['route_prefix']}'"))
+    if wl["max_tokens"] > wl["max_tokens_limit"]:
+        problems.append(common.problem(doc, ("workload", "max_tokens"),
+                                       f"max_tokens ({wl['max_tokens']}) is above max_tokens_limit "
+                                       f"({wl['max_tokens_limit']})"))
+
+
+_check = common.register(KIND, FIELDS, extra=_check_extra)
+
+
+def settings(recipe) -> dict:
+    wl = common.with_defaults(recipe.workload, FIELDS)
+    wl["model"] = demo_model.resolve(wl["model"], common.recipe_dir(recipe))
+    wl["app_name"] = wl.get("app_name") or recipe.name
+    wl["route_prefix"] = "/" + str(wl["route_prefix"]).strip("/") if wl["route_prefix"] != "/" else "/"
+    if "replicas" not in (recipe.workload or {}) and wl.get("autoscaling"):
+        wl["replicas"] = None
+    return wl
+
+
+def _min_replicas(wl: dict) -> int:
+    a = wl.get("autoscaling")
+    if a:
+        return max(1, int(a.get("initial_replicas", a.get("min_replicas", 1)) or 0))
+    return int(wl["replicas"] or 1)
+
+
+def job_spec(recipe, run_id: str):
+    wl = settings(recipe)
+    n = _min_replicas(wl)
+    spec = common.make_spec(recipe, run_id, "serve", wl, needs_cpus=n * wl["num_cpus"],
+                            needs_gpus=0 if wl["num_gpus"] == "auto" else n * wl["num_gpus"], detached=True,
+                            metadata={"serve_app": wl["app_name"], "route_prefix": wl["route_prefix"]})
+    for k in (ENV_HOST, ENV_PORT):  # the launcher may set these for the cluster it runs
+        if os.environ.get(k):
+            spec.runtime_env["env_vars"].setdefault(k, os.environ[k])
+    return spec
+
+
+def stop_spec(recipe, run_id: str, app_name: str | None = None):
+    """A job that deletes the app (works for local and remote clusters alike)."""
+    wl = settings(recipe)
+    name = app_name or wl["app_name"]
+    import shlex
+
+    return common.make_spec(recipe, run_id, "serve", wl, needs_cpus=0, args=f"--delete {shlex.quote(name)}",
+                            metadata={"serve_app": name, "action": "delete"})
+
+
+# ---------------------------------------------------------------- the app
+
+def _error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}},
+                        status_code=status)
+
+
+class Engine:
+    """The model in one replica: prompt(s) in, completion text and token counts out."""
+
+    def __init__(self, model: str, threads: int, device: str):
+        import torch
+
+        if device == "cpu":
+            torch.set_num_threads(max(1, threads))
+        self.model, self.tokenizer = demo_model.load(model, device=device)
+        self.tokenizer.truncation_side = "left"
+        self.device = device
+        limit = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        self.limit = int(limit)
+        self.lock = threading.Lock()
+
+    def complete(self, prompts: list[str], max_tokens: int, temperature: float, top_p: float,
+                 stop: list[str], seed: int | None) -> list[dict]:
+        import torch
+
+        from .batch_infer import _generated_lengths
+
+        max_prompt = max(1, self.limit - max_tokens)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,
+                             max_length=max_prompt).to(self.device)
+        kw = dict(max_new_tokens=max_tokens, do_sample=temperature > 0, pad_token_id=self.tokenizer.pad_token_id)
+        if temperature > 0:
+            kw.update(temperature=temperature, top_p=top_p)
+        with self.lock, torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            out = self.model.generate(**enc, **kw)
+        gen = out[:, enc["input_ids"].shape[1]:].cpu()
+        lengths = _generated_lengths(gen, self.tokenizer.eos_token_id)
+        in_tok = enc["attention_mask"].sum(dim=1).tolist()
+        results = []
+        for i in range(len(prompts)):
+            n = int(lengths[i])
+            text = self.tokenizer.decode(gen[i, :n], skip_special_tokens=True)
+            hit_eos = n < gen.shape[1] or (n > 0 and int(gen[i, n - 1]) == self.tokenizer.eos_token_id)
+            finish = "stop" if hit_eos else "length"
+            for s in stop:
+                j = text.find(s) if s else -1
+                if j >= 0:
+                    text, finish = text[:j], "stop"
+            results.append({"text": text, "prompt_tokens": int(in_tok[i]), "completion_tokens": n,
+                            "finish_reason": finish})
+        return results
+
+
+def _parse_common(body: dict, defaults: dict) -> tuple[dict | None, object]:
+    """(params, None) or (None, error response) for the fields both routes share."""
+    p = {}
+    mt = body.get("max_tokens", body.get("max_completion_tokens", defaults["max_tokens"]))
+    if mt is None:
+        mt = defaults["max_tokens"]
+    if isinstance(mt, bool) or not isinstance(mt, int) or mt < 1:
+        return None, _error(400, "max_tokens must be a whole number >= 1", param="max_tokens")
+    if mt > defaults["max_tokens_limit"]:
+        return None, _error(400, f"max_tokens {mt} is above this server's limit of {defaults['max_tokens_limit']}",
+                            param="max_tokens")
+    p["max_tokens"] = mt
+    for name, default, lo, hi in (("temperature", 1.0, 0.0, 2.0), ("top_p", 1.0, 0.0, 1.0)):
+        v = body.get(name, default)
+        v = default if v is None else v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi):
+            return None, _error(400, f"{name} must be a number in [{lo}, {hi}]", param=name)
+        p[name] = float(v)
+    stop = body.get("stop") or []
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
+        return None, _error(400, "stop must be a string or a list of up to 4 strings", param="stop")
+    p["stop"] = stop
+    n = body.get("n", 1)
+    if n not in (1, None):
+        return None, _error(400, "only n=1 is supported", param="n")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        return None, _error(400, "seed must be a whole number", param="seed")
+    p["seed"] = seed
+    p["stream"] = bool(body.get("stream", False))
+    return p, None
+
+
+def build_app(wl: dict):
+    """The Serve application (a counter deployment + the OpenAI-compatible ingress)."""
+    from ray import serve
+
+    model_name = wl["model"] if not demo_model.is_demo(wl["model"]) else common.DEMO_MODEL
+    defaults = {"max_tokens": int(wl["max_tokens"]), "max_tokens_limit": int(wl["max_tokens_limit"])}
+
+    @serve.deployment(name="TokenCounter", num_replicas=1, ray_actor_options={"num_cpus": 0})
+    class TokenCounter:
+        def __init__(self):
+            self.requests = self.input_tokens = self.output_tokens = 0
+
+        def add(self, requests: int, input_tokens: int, output_tokens: int) -> None:
+            self.requests += requests
+            self.input_tokens += input_tokens
+            self.output_tokens += output_tokens
+
+        def get(self) -> dict:
+            return {"requests": self.requests, "input_tokens": self.input_tokens,
+                    "output_tokens": self.output_tokens}
+
+    @serve.deployment(name="OpenAICompletions")
+    class OpenAICompletions:
+        def __init__(self, counter, model: str, threads: int, device: str):
+            self.counter = counter
+            self.engine = Engine(model, threads, device)
+
+        async def __call__(self, request):
+            path = request.url.path
+            prefix = request.scope.get("root_path", "")
+            if prefix and path.startswith(prefix):
+                path = path[len(prefix):] or "/"
+            path = "/" + path.strip("/")
+            if path == "/-/rayctl/metrics":
+                if request.method != "GET":
+                    return _error(405, "use GET")
+                from starlette.responses import JSONResponse
+
+                return JSONResponse(await self.counter.get.remote())
+            if path == "/v1/models":
+                from starlette.responses import JSONResponse
+
+                return JSONResponse({"object": "list", "data": [
+                    {"id": model_name, "object": "model", "created": 0, "owned_by": "rayctl"}]})
+            if path not in ("/v1/completions", "/v1/chat/completions"):
+                return _error(404, f"no route {request.method} {path}; this server has POST /v1/completions, "
+                                   "POST /v1/chat/completions, GET /v1/models, GET /-/rayctl/metrics",
+                              kind="not_found_error")
+            if request.method != "POST":
+                return _error(405, f"use POST for {path}")
+            try:
+                body = await request.json()
+            except Exception:
+                return _error(400, "request body is not valid JSON")
+            if not isinstance(body, dict):
+                return _error(400, "request body must be a JSON object")
+            params, err = _parse_common(body, defaults)
+            if err is not None:
+                return err
+            chat = path == "/v1/chat/completions"
+            if chat:
+                prompts, err = self._chat_prompt(body)
+            else:
+                prompts, err = self._prompts(body)
+            if err is not None:
+                return err
+            import asyncio
+
+            results = await asyncio.to_thread(self.engine.complete, prompts, params["max_tokens"],
+                                              params["temperature"], params["top_p"], params["stop"],
+                                              params["seed"])
+            usage_in = sum(r["prompt_tokens"] for r in results)
+            usage_out = sum(r["completion_tokens"] for r in results)
+            await self.counter.add.remote(1, usage_in, usage_out)
+            return self._respond(chat, results, usage_in, usage_out, params["stream"])
+
+        def _prompts(self, body: dict):
+            prompt = body.get("prompt")
+            if isinstance(prompt, str):
+                return [prompt], None
+            if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt) and len(prompt) <= 64:
+                return prompt, None
+            return None, _error(400, "prompt must be a string or a list of 1 to 64 strings", param="prompt")
+
+        def _chat_prompt(self, body: dict):
+            msgs = body.get("messages")
+            if not isinstance(msgs, list) or not msgs or not all(
+                    isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                    for m in msgs):
+                return None, _error(400, "messages must be a non-empty list of {role, content} objects with "
+                                         "string content", param="messages")
+            tok = self.engine.tokenizer
+            if getattr(tok, "chat_template", None):
+                text = tok.apply_chat_template([{"role": m["role"], "content": m["content"]} for m in msgs],
+                                               add_generation_prompt=True, tokenize=False)
+            else:
+                text = "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant:"
+            return [text], None
+
+        def _respond(self, chat: bool, results: list, usage_in: int, usage_out: int, stream: bool):
+            import uuid
+
+            from starlette.responses import JSONResponse, StreamingResponse
+
+            rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+            created = int(time.time())
+            usage = {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out}
+            if chat:
+                r = results[0]
+                choices = [{"index": 0, "message": {"role": "assistant", "content": r["text"]},
+                            "finish_reason": r["finish_reason"], "logprobs": None}]
+                obj = "chat.completion"
+            else:
+                choices = [{"index": i, "text": r["text"], "logprobs": None, "finish_reason": r["finish_reason"]}
+                           for i, r in enumerate(results)]
+                obj = "text_completion"
+            if not stream:
+                return JSONResponse({"id": rid, "object": obj, "created": created, "model": model_name,
+                                     "choices": choices, "usage": usage})
+            if chat:
+                chunks = [{"index": 0, "delta": {"role": "assistant", "content": results[0]["text"]},
+                           "finish_reason": results[0]["finish_reason"], "logprobs": None}]
+                cobj = "chat.completion.chunk"
+            else:
+                chunks, cobj = choices, "text_completion"
+
+            def events():
+                yield "data: " + json.dumps({"id": rid, "object": cobj, "created": created, "model": model_name,
+                                             "choices": chunks, "usage": usage}) + "\n\n"
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+    threads = wl.get("threads") or max(1, int(float(wl["num_cpus"])))
+    gpus = float(wl["num_gpus"])  # resolved by main()
+    device = "cuda" if gpus > 0 else "cpu"
+    opts: dict = {"ray_actor_options": {"num_cpus": float(wl["num_cpus"]), "num_gpus": gpus},
+                  "max_ongoing_requests": int(wl["max_ongoing_requests"])}
+    if wl.get("autoscaling"):
+        opts["autoscaling_config"] = dict(wl["autoscaling"])
+        opts["num_replicas"] = "auto"
+    else:
+        opts["num_replicas"] = int(wl["replicas"] or 1)
+    return OpenAICompletions.options(**opts).bind(TokenCounter.bind(), wl["model"], threads, device)
+
+
+# ---------------------------------------------------------------- the job
+
+def _http_options() -> tuple[str, int]:
+    host = os.environ.get(ENV_HOST) or ""
+    port_s = os.environ.get(ENV_PORT) or ""
+    try:
+        port = int(port_s) if port_s else DEFAULT_PORT
+    except ValueError:
+        raise common.WorkloadError(f"${ENV_PORT} must be a port number, got {port_s!r}") from None
+    if not host:
+        import ray.util
+
+        host = ray.util.get_node_ip_address()
+    return host, port
+
+
+def _serve_details() -> dict:
+    from ray.serve.context import _get_global_client
+
+    return _get_global_client().get_serve_details()
+
+
+def _get(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def main(p: dict) -> None:
+    wl = p["workload"]
+    ray = common.connect()
+    from ray import serve
+
+    n = _min_replicas(wl)
+    _, total_gpu = common.cluster_totals()
+    wl["num_gpus"] = common.gpus_per_replica(wl["num_gpus"], n, total_gpu)
+    common.wait_for_resources(n * float(wl["num_cpus"]), n * float(wl["num_gpus"]),
+                              float(wl["resource_timeout_s"]), f"serving with {n} replica(s)")
+    host, port = _http_options()
+    serve.start(http_options={"host": host, "port": port})
+    actual = _serve_details().get("http_options") or {}
+    a_host, a_port = actual.get("host", host), int(actual.get("port", port))
+    if (a_host, a_port) != (host, port):
+        print(f"rayctl: Serve was already running on this cluster at {a_host}:{a_port}; the app joins it there "
+              f"(asked for {host}:{port})", flush=True)
+        host, port = a_host, a_port
+    url_host = ray.util.get_node_ip_address() if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{url_host}:{port}{'' if wl['route_prefix'] == '/' else wl['route_prefix']}"
+    app = build_app(wl)
+    print(f"rayctl: deploying Serve app '{wl['app_name']}' ({wl['model']}) at {base}", flush=True)
+    err: list = []
+
+    def deploy():
+        try:
+            serve.run(app, name=wl["app_name"], route_prefix=wl["route_prefix"], blocking=False)
+        except BaseException as e:
+            err.append(e)
+
+    t = threading.Thread(target=deploy, name="rayctl-serve-deploy", daemon=True)
+    t.start()
+    t.join(timeout=float(wl["ready_timeout_s"]))
+    if t.is_alive() or err:
+        why = (f"{type(err[0]).__name__}: {err[0]}" if err else
+               f"replicas not running after {wl['ready_timeout_s']:g} s (free: {ray.available_resources()})")
+        try:
+            serve.delete(wl["app_name"], _blocking=False)
+        except Exception:
+            pass
+        raise common.WorkloadError(f"Serve app '{wl['app_name']}' failed to start: {why}")
+    # Real HTTP through the proxy before saying it is up.
+    deadline = time.monotonic() + 60
+    status, body = 0, b""
+    while time.monotonic() < deadline:
+        try:
+            status, body = _get(f"{base}/-/rayctl/metrics", timeout=10)
+            if status == 200:
+                break
+        except OSError as e:
+            body = str(e).encode()
+        time.sleep(1)
+    if status != 200:
+        raise common.WorkloadError(f"Serve app deployed but {base}/-/rayctl/metrics does not answer "
+                                   f"(status {status}: {body[:200]!r})")
+    replicas = wl.get("replicas") or f"autoscaling {wl['autoscaling']}"
+    print(f"rayctl: serving {wl['model']} at {base}/v1/completions and {base}/v1/chat/completions "
+          f"({replicas} replica(s)); counters at {base}/-/rayctl/metrics", flush=True)
+    report.metrics(url=base, app=wl["app_name"], route_prefix=wl["route_prefix"], model=wl["model"],
+                   metrics_url=f"{base}/-/rayctl/metrics", replicas=wl.get("replicas"),
+                   autoscaling=wl.get("autoscaling"))
+
+
+def delete(app_name: str) -> None:
+    ray = common.connect()
+    from ray import serve
+
+    try:
+        apps = _serve_details().get("applications") or {}
+    except Exception:
+        apps = {}
+    if app_name not in apps:
+        print(f"rayctl: no Serve app '{app_name}' on this cluster; nothing to delete", flush=True)
+        report.metrics(deleted=False, app=app_name)
+        return
+    serve.delete(app_name)
+    print(f"rayctl: deleted Serve app '{app_name}'", flush=True)
+    report.metrics(deleted=True, app=app_name)
+    del ray
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--delete":
+        common.run_main(lambda _p: delete(sys.argv[2]))
+    else:
+        common.run_main(main)

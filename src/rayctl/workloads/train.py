@@ -1,0 +1,190 @@
+"""Built-in `train` workload: data-parallel PyTorch training with Ray Train's TorchTrainer.
+
+Demo task: the MLP classifier of `demo_task` on its synthetic dataset. Every epoch rank 0
+saves a checkpoint (model, optimizer, epoch) to `workload.storage` (a local path or
+s3://...) under the recipe's name. Relaunching the same recipe finds the run's
+checkpoint snapshot there and resumes from the latest epoch (the way spot recovery
+continues a preempted run); `resumed_from` in the metrics says where it started.
+
+Run on a cluster as `python -m rayctl.workloads.train` with $RAYCTL_WORKLOAD set.
+"""
+
+from __future__ import annotations
+
+from . import common, report
+from .common import Field
+
+KIND = "train"
+FIELDS: dict[str, Field] = {
+    "workers": Field("int", 2, "number of training workers (Ray Train data-parallel ranks)", minimum=1,
+                     maximum=1024),
+    "use_gpu": Field("choice", "auto", "true, false, or auto (use GPUs when the cluster has one per worker)",
+                     choices=("auto", True, False)),
+    "cpus_per_worker": Field("number", 1, "CPUs reserved per worker (fractions allowed, e.g. 0.5)", above=0),
+    "gpus_per_worker": Field("number", 1, "GPUs per worker when GPUs are used", above=0),
+    "epochs": Field("int", 5, "epochs to train in total (a resumed run trains only the missing ones)",
+                    minimum=1),
+    "batch_size": Field("int", 64, "examples per step per worker", minimum=1),
+    "lr": Field("number", 1e-3, "learning rate (Adam)", above=0),
+    "hidden": Field("int", 64, "width of the demo MLP's hidden layers", minimum=1),
+    "layers": Field("int", 2, "hidden layers of the demo MLP", minimum=1, maximum=64),
+    "samples": Field("int", 4096, "size of the synthetic dataset (80% train, 20% validation)", minimum=100),
+    "storage": Field("str", None, "where checkpoints go: a local path (relative to the recipe) or s3://bucket/path; "
+                                  "default $RAYCTL_HOME/checkpoints"),
+    "keep_checkpoints": Field("int", 2, "checkpoints kept (older ones are deleted)", minimum=1),
+    "max_failures": Field("int", 0, "worker-group failures retried from the latest checkpoint", minimum=0),
+}
+_check = common.register(KIND, FIELDS)
+
+
+def settings(recipe) -> dict:
+    wl = common.with_defaults(recipe.workload, FIELDS)
+    storage = wl.get("storage") or str(common.rayctl_home() / "checkpoints")
+    wl["storage"] = common.resolve_path(storage, common.recipe_dir(recipe))
+    wl["experiment"] = recipe.name
+    return wl
+
+
+def job_spec(recipe, run_id: str):
+    wl = settings(recipe)
+    gpus = wl["workers"] * wl["gpus_per_worker"] if wl["use_gpu"] is True else 0
+    return common.make_spec(recipe, run_id, "train", wl, needs_cpus=wl["workers"] * wl["cpus_per_worker"],
+                            needs_gpus=gpus,
+                            metadata={"storage": wl["storage"], "experiment": wl["experiment"]})
+
+
+# ---------------------------------------------------------------- on the cluster
+
+def train_loop(config: dict) -> None:
+    """Per-worker loop: restore the latest checkpoint if any, train the missing epochs."""
+    import os
+    import tempfile
+
+    import ray.train
+    import ray.train.torch
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from . import demo_task
+
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.manual_seed(0)
+    net = demo_task.model(config["hidden"], config["layers"])
+    start, opt_state = 0, None
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            state = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+        opt_state = state["optimizer"]
+        start = int(state["epoch"])
+    resumed_from = start if ckpt is not None else None
+    epochs = int(config["epochs"])
+    net = ray.train.torch.prepare_model(net)
+    module = getattr(net, "module", net)
+    opt = torch.optim.Adam(net.parameters(), lr=config["lr"])
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    xt, yt, xv, yv = demo_task.dataset(config["samples"])
+    loader = ray.train.torch.prepare_data_loader(
+        DataLoader(TensorDataset(xt, yt), batch_size=config["batch_size"], shuffle=True))
+    device = ray.train.torch.get_device()
+    xv, yv = xv.to(device), yv.to(device)
+    if rank == 0 and resumed_from is not None:
+        print(f"rayctl: resuming from the checkpoint of epoch {start} ({ckpt.path})", flush=True)
+    if start >= epochs:
+        # Nothing left to train. Report the restored state as a checkpoint again: Ray
+        # Train's result carries the metrics of the latest checkpoint, not of bare reports.
+        val_loss, acc = demo_task.evaluate(module, xv, yv)
+        metrics = {"epoch": start, "epochs": epochs, "val_loss": val_loss, "accuracy": acc,
+                   "resumed_from": resumed_from, "already_complete": True}
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(), "epoch": start},
+                           os.path.join(tmp, "state.pt"))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            report.progress(start, epochs, "epochs", f"already trained {start} of {epochs} epochs; nothing to do")
+        else:
+            ray.train.report(metrics)
+        return
+    for epoch in range(start, epochs):
+        if ctx.get_world_size() > 1 and hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        train_loss = demo_task.train_epoch(net, loader, opt)
+        val_loss, acc = demo_task.evaluate(module, xv, yv)
+        metrics = {"epoch": epoch + 1, "epochs": epochs, "train_loss": train_loss, "val_loss": val_loss,
+                   "accuracy": acc, "resumed_from": resumed_from}
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1},
+                           os.path.join(tmp, "state.pt"))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            report.progress(epoch + 1, epochs, "epochs",
+                            f"epoch {epoch + 1}/{epochs} train_loss={train_loss:.4f} val_loss={val_loss:.4f} "
+                            f"accuracy={acc:.3f}")
+        else:
+            ray.train.report(metrics)
+
+
+def _uri(storage: str, fs_path: str) -> str:
+    """A checkpoint's path as the user wrote storage: keep the scheme of s3:// storage."""
+    if common.is_uri(storage) and not common.is_uri(fs_path):
+        return f"{storage.split('://', 1)[0]}://{fs_path.lstrip('/')}"
+    return fs_path
+
+
+def main(p: dict) -> None:
+    wl = p["workload"]
+    ray = common.connect()
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    workers = int(wl["workers"])
+    _, total_gpus = common.cluster_totals()
+    gpus_each = float(wl["gpus_per_worker"])
+    use_gpu = wl["use_gpu"]
+    if use_gpu == "auto":
+        use_gpu = total_gpus >= workers * gpus_each
+        print(f"rayctl: use_gpu=auto -> {'GPUs' if use_gpu else 'CPUs'} "
+              f"(cluster has {total_gpus:g} GPU for {workers} worker(s))", flush=True)
+    cpus_each = float(wl["cpus_per_worker"])
+    common.wait_for_resources(workers * cpus_each, workers * gpus_each if use_gpu else 0,
+                              float(wl["resource_timeout_s"]), f"training with {workers} worker(s)")
+    per_worker = {"CPU": cpus_each}
+    if use_gpu:
+        per_worker["GPU"] = gpus_each
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={k: wl[k] for k in ("epochs", "batch_size", "lr", "hidden", "layers", "samples")},
+        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=bool(use_gpu),
+                                               resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(
+            name=wl["experiment"], storage_path=wl["storage"],
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=int(wl["keep_checkpoints"])),
+            failure_config=ray.train.FailureConfig(max_failures=int(wl["max_failures"]))),
+    )
+    result = trainer.fit()
+    m = dict(result.metrics or {})
+    epoch = int(m.get("epoch", 0))
+    resumed_from = m.get("resumed_from")
+    out = {
+        "epochs": epoch,
+        "epochs_run": epoch - int(resumed_from or 0),
+        "resumed_from": resumed_from,
+        "val_loss": m.get("val_loss"),
+        "accuracy": m.get("accuracy"),
+        "storage": wl["storage"],
+        "experiment": wl["experiment"],
+    }
+    if result.checkpoint is not None:
+        out["checkpoint"] = _uri(wl["storage"], result.checkpoint.path)
+    print(f"rayctl: trained {out['epochs_run']} epoch(s) "
+          f"({'resumed from epoch ' + str(resumed_from) if resumed_from is not None else 'from scratch'}), "
+          f"{epoch}/{wl['epochs']} done; val_loss={out['val_loss']} accuracy={out['accuracy']}; "
+          f"checkpoint: {out.get('checkpoint')}", flush=True)
+    report.metrics(**out)
+
+
+if __name__ == "__main__":
+    common.run_main(main)
