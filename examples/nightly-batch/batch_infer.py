@@ -1,6 +1,6 @@
 """Nightly batch inference as user code: read rows, score them in batches, write the results.
 
-This is the Ray job of `recipes/nightly-batch-infer.yaml`. Inside a Ray job (RAY_ADDRESS
+This is the Ray job of `examples/nightly-batch/recipe.yaml`. Inside a Ray job (RAY_ADDRESS
 is set) it runs on the cluster with Ray Data; anywhere else it scores in-process, so
 `python batch_infer.py --rows 100` is a quick local check.
 

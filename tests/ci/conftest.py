@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 
+_BATCH = "workload:\n  input: prompts.jsonl\n  output: out/\n"
 RECIPES = {
-    "a-llm.yaml": "name: llm-a\nkind: batch-infer\nresources:\n  accelerators: L4:1\nbudget:\n  max_hours: 8\n",
+    "a-llm.yaml": "name: llm-a\nkind: batch-infer\nresources:\n  accelerators: L4:1\nbudget:\n  max_hours: 8\n" + _BATCH,
     "b-train.yaml": ("name: train-b\nkind: train\nresources:\n  accelerators: H100:8\n  spot: true\n"
                      "budget:\n  max_usd: 5\n  max_hours: 10\n"),
-    "c-tune.yaml": "name: tune-c\nkind: tune\nresources:\n  accelerators: A100:1\n  clouds: [gcp, aws]\n",
+    "c-tune.yaml": ("name: tune-c\nkind: tune\nresources:\n  accelerators: A100:1\n  clouds: [gcp, aws]\n"
+                    "workload:\n  param_space:\n    lr: {loguniform: [0.0001, 0.1]}\n"),
     "d-nightly.yaml": ("name: nightly-d\nkind: batch-infer\nschedule: \"0 2 * * *\"\nresources:\n"
-                       "  accelerators: T4:1\n  clouds: [aws]\n  regions: [us-east-1]\nbudget:\n  max_hours: 4\n"),
+                       "  accelerators: T4:1\n  clouds: [aws]\n  regions: [us-east-1]\nbudget:\n  max_hours: 4\n" + _BATCH),
     "e-serve.yaml": ("name: serve-e\nkind: serve\nresources:\n  accelerators: A10G:1\n"
                      "budget:\n  max_usd: 0.5\n  max_hours: 10\n"),
 }

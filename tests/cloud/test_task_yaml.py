@@ -54,6 +54,9 @@ resources:
   accelerators: [L4:1, A10G:1]
   spot: auto
   clouds: [aws, gcp]
+workload:
+  param_space:
+    lr: {loguniform: [0.0001, 0.1]}
 """,
     "batch-infer": """\
 name: t-batch
@@ -65,6 +68,10 @@ resources:
 teardown:
   after: idle
   idle_minutes: 15
+workload:
+  input: s3://bucket/prompts/
+  input_format: jsonl
+  output: s3://bucket/out/
 """,
     "serve": """\
 name: t-serve

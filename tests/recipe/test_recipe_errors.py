@@ -17,6 +17,7 @@ resources:
   nodes: 1
   spot: true
 budget: {max_usd: 50, max_hours: 4}
+workload: {input: prompts.jsonl, output: out/}
 """
 
 
@@ -181,5 +182,6 @@ def test_schema_is_valid_json_schema_and_accepts_good_recipes(cli, tmp_path):
 def test_bad_schedule_is_a_recipe_error(cli, tmp_path):
     check(cli, write(tmp_path, "name: x\nkind: batch-infer\nschedule: '0 25 * * *'\n"),
           "recipe.yaml:3:11", "field 'schedule'", "hour")
-    r = cli("validate", write(tmp_path, "name: x\nkind: batch-infer\nschedule: '@daily'\n", "ok.yaml"))
+    r = cli("validate", write(tmp_path, "name: x\nkind: batch-infer\nschedule: '@daily'\n"
+                                "workload: {input: p.jsonl, output: out/}\n", "ok.yaml"))
     assert r.code == 0, r

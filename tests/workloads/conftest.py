@@ -1,9 +1,8 @@
 """Fixtures for the workload tests: a real local Ray cluster, job submission, S3.
 
-`ray_address` (session) starts a 2-CPU Ray head on 127.0.0.2 with its own ports and
-temp dir and returns its dashboard address (http://...). It is stopped by killing its
-own process group at the end — never `ray stop`. (At merge this fixture can be swapped
-for the launch owner's shared session cluster: tests only use the address.)
+`ray_address` (session) is the dashboard address (http://...) of the session's one shared
+rayctl local cluster (`local_cluster` in tests/conftest.py): a real Ray head on 127.0.0.2
+with its own ports and temp dir, stopped by its own processes at the end, never `ray stop`.
 """
 
 from __future__ import annotations
@@ -13,21 +12,15 @@ from pathlib import Path
 import pytest
 
 from jobs import launch_recipe
-from raycluster import Head, free_port
+from raycluster import free_port
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
-def ray_address():
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RAY_AUTH_MODE", "disabled")  # the Jobs client, too
-    head = Head(num_cpus=2).start()
-    try:
-        yield head.address
-    finally:
-        head.stop()
-        mp.undo()
+def ray_address(local_cluster):
+    """The session's one shared rayctl local cluster (tests/conftest.py), by its address."""
+    return local_cluster.address
 
 
 @pytest.fixture(scope="session")
