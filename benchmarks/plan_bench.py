@@ -31,6 +31,7 @@ resources:
   accelerators: H100:8
   spot: true
 budget: {max_hours: 4}
+workload: {input: prompts.jsonl, output: out/}
 """
 
 
