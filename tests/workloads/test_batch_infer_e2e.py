@@ -120,3 +120,46 @@ def test_vllm_without_vllm_fails_with_what_to_do(launch, repo, tmp_path):
     assert job.status == "FAILED"
     assert "rayctl: workload error: engine vllm needs the vllm package on the cluster" in job.logs
     assert job.seconds < 60
+
+
+@pytest.mark.timeout(600)
+def test_output_folder_keeps_what_rayctl_did_not_write(launch, repo, tmp_path):
+    """Replace only manifested files; a failed run leaves the previous results; the job refuses foreign files."""
+    from rayctl.workloads import output as O
+
+    parent = tmp_path / "data"
+    parent.mkdir()
+    (parent / "keep.txt").write_text("above the folder")
+    out = parent / "out"
+    small = {"output": str(out), "limit": 12, "batch_size": 6, "max_new_tokens": 4}
+
+    def state():
+        return {p.name: p.read_bytes() for p in out.iterdir()}
+
+    first = launch(repo / "recipes" / "batch-infer.yaml", "bi-own-1", small)
+    assert first.status == "SUCCEEDED", first.logs[-4000:]
+    m1 = json.loads((out / O.MANIFEST).read_text())
+    names = sorted(p.name for p in out.iterdir() if p.name != O.MANIFEST)
+    assert names and all(n.endswith(".jsonl") for n in names), names  # JSONL output files end in .jsonl
+    assert (m1["recipe"], m1["run_id"], sorted(m1["files"])) == ("demo-batch-infer", "bi-own-1", names)
+    assert len(read_rows(out, "jsonl")) == 12 == first.metrics["rows"]
+
+    second = launch(repo / "recipes" / "batch-infer.yaml", "bi-own-2", small)  # overwrite: true (default)
+    assert second.status == "SUCCEEDED", second.logs[-4000:]
+    m2 = json.loads((out / O.MANIFEST).read_text())
+    assert m2["run_id"] == "bi-own-2" and not set(m2["files"]) & set(names)  # replaced, not added to
+    assert sorted(p.name for p in out.iterdir()) == sorted([O.MANIFEST, *m2["files"]])
+    assert len(read_rows(out, "jsonl")) == 12
+
+    before = state()
+    failed = launch(repo / "recipes" / "batch-infer.yaml", "bi-own-3", {**small, "prompt_column": "question"})
+    assert failed.status == "FAILED"
+    assert state() == before  # previous results and manifest intact, no staging folder left
+
+    (out / "notes.md").write_text("the user's")
+    refused = launch(repo / "recipes" / "batch-infer.yaml", "bi-own-4", small)  # the job checks too
+    assert refused.status == "FAILED"
+    assert f"holds {out / 'notes.md'}, which rayctl did not write" in refused.logs
+    assert state() == {**before, "notes.md": b"the user's"}
+    assert sorted(p.name for p in parent.iterdir()) == ["keep.txt", "out"]
+    assert (parent / "keep.txt").read_text() == "above the folder"

@@ -16,6 +16,10 @@ def test_checkpoints_and_resumes_from_the_latest(launch, repo, tmp_path):
     assert m["epochs"] == 2 and m["epochs_run"] == 2 and m["resumed_from"] is None
     ckpt = Path(m["checkpoint"])
     assert ckpt.parent == storage / "demo-train" and (ckpt / "state.pt").is_file()
+    import json
+
+    claim = json.loads((storage / "demo-train" / ".rayctl-manifest.json").read_text())
+    assert (claim["recipe"], claim["kind"], claim["managed_by"]) == ("demo-train", "train", "ray")
     assert [e["done"] for e in first.progress if e["unit"] == "epochs"] == [1, 2]
 
     second = launch(repo / "recipes" / "train.yaml", "tr-2", {"epochs": 4, "storage": str(storage)})
@@ -63,4 +67,16 @@ def test_more_workers_than_the_cluster_holds_fail_fast(launch, repo, tmp_path):
                  {"workers": 3, "cpus_per_worker": 1, "storage": str(tmp_path / "c")})
     assert job.status == "FAILED"
     assert "training with 3 worker(s) needs 3 CPU and 0 GPU but the whole cluster has 2 CPU" in job.logs
+    assert job.seconds < 60
+
+
+@pytest.mark.timeout(120)
+def test_experiment_folder_with_foreign_files_is_refused_by_the_job(launch, repo, tmp_path):
+    storage = tmp_path / "c"
+    (storage / "demo-train").mkdir(parents=True)
+    (storage / "demo-train" / "results.csv").write_text("the user's")
+    job = launch(repo / "recipes" / "train.yaml", "tr-foreign", {"workers": 1, "storage": str(storage)})
+    assert job.status == "FAILED"
+    assert f"holds {storage / 'demo-train' / 'results.csv'}, which rayctl did not write" in job.logs
+    assert sorted(p.name for p in (storage / "demo-train").iterdir()) == ["results.csv"]
     assert job.seconds < 60

@@ -63,7 +63,41 @@ def job_spec(recipe, run_id: str) -> JobSpec:
         raise InputError(
             f"{recipe.path}: the built-in '{recipe.kind}' runner (rayctl.workloads.{modname}) is not "
             "installed in this rayctl; give the recipe your own code with workload.entrypoint") from None
-    return mod.job_spec(recipe, run_id)
+    spec = mod.job_spec(recipe, run_id)
+    check_outputs(recipe, spec)
+    return spec
+
+
+def check_outputs(recipe, spec: JobSpec) -> None:
+    """Pre-flight, on the client before any cluster starts: refuse (exit 2) an output folder
+    or experiment folder holding files rayctl did not write (rayctl deletes only its own).
+
+    Local paths only, and only for targets that share this machine's files (the local head,
+    an existing cluster); the job checks again before it writes, for every target and s3://.
+    """
+    import json
+
+    from . import common, output
+
+    if getattr(recipe, "target", "local") == "cloud":
+        return
+    try:
+        wl = json.loads(spec.runtime_env["env_vars"][common.ENV])["workload"]
+    except (KeyError, TypeError, ValueError):
+        return
+    try:
+        if recipe.kind == "batch-infer" and wl.get("output") and not common.is_uri(wl["output"]):
+            where = ("workload", "output")
+            output.check_folder(output.LocalFS(), wl["output"], recipe=recipe.name,
+                                overwrite=bool(wl.get("overwrite", True)))
+        elif recipe.kind in ("train", "tune") and wl.get("storage") and wl.get("experiment") \
+                and not common.is_uri(wl["storage"]):
+            where = ("workload", "storage")
+            output.check_experiment(output.LocalFS(), wl["storage"], wl["experiment"], recipe=recipe.name)
+    except output.Refused as e:
+        _fail(recipe, where, f"{e} (nothing was started)")
+    except OSError as e:
+        _fail(recipe, where, f"cannot check {e.filename or ''}: {e.strerror or e}")
 
 
 # ---------------------------------------------------------------------------- user code

@@ -21,10 +21,11 @@ message instead of hanging.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
-from . import common, demo_model, report
+from . import common, demo_model, output, report
 from .common import Field
 
 KIND = "batch-infer"
@@ -50,7 +51,9 @@ FIELDS: dict[str, Field] = {
     "input_format": Field("choice", "auto", "auto (from the file extension), jsonl, parquet or csv",
                           choices=("auto",) + FORMATS),
     "output_format": Field("choice", "jsonl", "jsonl, parquet or csv", choices=FORMATS),
-    "overwrite": Field("bool", True, "replace what the output folder holds (false: fail if it is not empty)"),
+    "overwrite": Field("bool", True, "replace the files an earlier run of this recipe wrote there (listed in the "
+                                     "folder's .rayctl-manifest.json); false: refuse a non-empty folder. A folder "
+                                     "holding any other file is always refused"),
     "prompt_column": Field("str", "prompt", "input column holding the prompt text"),
     "model": Field("str", common.DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a "
                                              "Hugging Face id"),
@@ -249,30 +252,30 @@ def _check_input(wl: dict) -> None:
                                    "(for a remote cluster, put the data on s3:// or in the image)")
 
 
-def _prepare_output(wl: dict) -> None:
-    out = wl["output"]
-    if common.is_uri(out) or not os.path.isdir(out):
-        return
-    if os.listdir(out) and not wl["overwrite"]:
-        raise common.WorkloadError(f"output folder {out} is not empty and workload.overwrite is false")
+def _publisher(wl: dict, p: dict):
+    """The output folder's Publisher: checks it, stages the run's files, publishes them on success."""
+    return output.Publisher(wl["output"], recipe=p.get("recipe") or "", kind=KIND, run_id=p.get("run_id") or "run",
+                            overwrite=bool(wl["overwrite"]),
+                            rename=output.jsonl_name if wl["output_format"] == "jsonl" else None)
 
 
-def _write(ds, wl: dict) -> None:
-    fmt, out = wl["output_format"], wl["output"]
-    kw = {"ray_remote_args": {"num_cpus": READ_CPUS}, "mode": "overwrite" if wl["overwrite"] else "append"}
+def _write(ds, wl: dict, folder: str) -> None:
+    """Write the results into `folder` (this run's own, empty staging folder)."""
+    fmt = wl["output_format"]
+    kw = {"ray_remote_args": {"num_cpus": READ_CPUS}, "mode": "append"}  # never Ray's "overwrite": it empties folders
     if fmt == "jsonl":
-        ds.write_json(out, **kw)
+        ds.write_json(folder, **kw)
     elif fmt == "parquet":
-        ds.write_parquet(out, **kw)
+        ds.write_parquet(folder, **kw)
     else:
-        ds.write_csv(out, **kw)
+        ds.write_csv(folder, **kw)
 
 
-def _count_output(wl: dict) -> dict:
-    """rows / input_tokens / output_tokens of what was written."""
+def _count_output(wl: dict, out: str) -> dict:
+    """rows / input_tokens / output_tokens of what was written into folder `out`."""
     import ray
 
-    fmt, out = wl["output_format"], wl["output"]
+    fmt = wl["output_format"]
     cols = ["input_tokens", "output_tokens"]
     if fmt == "jsonl":
         ds = ray.data.read_json(out, lines=True, num_cpus=READ_CPUS)
@@ -407,7 +410,51 @@ def main(p: dict) -> None:
     ctx.enable_progress_bars = False  # log-friendly: rayctl prints its own progress lines
     t_start = time.perf_counter()
     _check_input(wl)
-    _prepare_output(wl)
+    pub = _publisher(wl, p)
+    try:
+        pub.begin()  # refuses a folder holding files rayctl did not write
+    except output.Refused as e:
+        raise common.WorkloadError(str(e)) from None
+    old_term = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _exit_on_term)  # `rayctl stop`: still clean up the staging folder
+        counts, engine, stats = _run(ray, wl, pub)
+        try:
+            pub.commit()
+        except output.Refused as e:
+            raise common.WorkloadError(f"{e}; the results were not published") from None
+    except BaseException:
+        pub.abort()  # only this run's staging folder goes; the previous results stay
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    elapsed = time.perf_counter() - t_start
+    report.progress(counts["rows"], counts["rows"], "rows", f"wrote {wl['output']}")
+    out = {
+        **counts,
+        "output": wl["output"],
+        "files": len(pub.files),
+        "engine": engine,
+        "model": wl["model"],
+        "elapsed_s": round(elapsed, 3),
+        "rows_per_s": round(counts["rows"] / elapsed, 3) if elapsed else None,
+        "output_tokens_per_s": round(counts["output_tokens"] / elapsed, 3) if elapsed else None,
+    }
+    if stats:
+        out["generate_s"] = round(stats["gen_s"], 3)
+        out["model_load_s"] = round(max(stats["load_s"]), 3) if stats["load_s"] else None
+    print(f"rayctl: {counts['rows']} rows, {counts['input_tokens']} input / {counts['output_tokens']} output tokens "
+          f"in {elapsed:.1f} s ({out['output_tokens_per_s']} output tok/s) -> {wl['output']}", flush=True)
+    report.metrics(**out)
+
+
+def _exit_on_term(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _run(ray, wl: dict, pub) -> tuple[dict, str, dict]:
+    """Read, generate, write into the staging folder; (counts of what was written, engine, generator stats)."""
+    staging = pub.staging
     total_cpu, total_gpu = common.cluster_totals()
     engine = _pick_engine(wl, total_gpu)
     ds = _read(wl)
@@ -428,7 +475,7 @@ def main(p: dict) -> None:
 
     def write():
         try:
-            _write(ds, wl)
+            _write(ds, wl, staging)
         except BaseException as e:  # reported by the main thread
             errors.append(e)
 
@@ -441,25 +488,12 @@ def main(p: dict) -> None:
         if inner is not None:
             raise inner
         raise common.WorkloadError(f"batch inference failed: {why}") from errors[0]
-    elapsed = time.perf_counter() - t_start
-    counts = _count_output(wl)
+    if pub.staged_files():
+        counts = _count_output(wl, staging)
+    else:  # nothing to write (an empty input): Ray Data wrote no file
+        counts = {"rows": 0, "input_tokens": 0, "output_tokens": 0}
     stats = ray.get(counter.get.remote()) if counter is not None else {}
-    report.progress(counts["rows"], counts["rows"], "rows", f"wrote {wl['output']}")
-    out = {
-        **counts,
-        "output": wl["output"],
-        "engine": engine,
-        "model": wl["model"],
-        "elapsed_s": round(elapsed, 3),
-        "rows_per_s": round(counts["rows"] / elapsed, 3) if elapsed else None,
-        "output_tokens_per_s": round(counts["output_tokens"] / elapsed, 3) if elapsed else None,
-    }
-    if stats:
-        out["generate_s"] = round(stats["gen_s"], 3)
-        out["model_load_s"] = round(max(stats["load_s"]), 3) if stats["load_s"] else None
-    print(f"rayctl: {counts['rows']} rows, {counts['input_tokens']} input / {counts['output_tokens']} output tokens "
-          f"in {elapsed:.1f} s ({out['output_tokens_per_s']} output tok/s) -> {wl['output']}", flush=True)
-    report.metrics(**out)
+    return counts, engine, stats
 
 
 def _root_cause(e: BaseException) -> tuple[BaseException | None, str]:

@@ -134,6 +134,17 @@ def _uri(storage: str, fs_path: str) -> str:
     return fs_path
 
 
+def _claim(p: dict, wl: dict, kind: str = KIND) -> None:
+    """Refuse an experiment folder holding files rayctl did not write; claim it with a manifest."""
+    from . import output
+
+    try:
+        output.claim_experiment(wl["storage"], wl["experiment"], recipe=p.get("recipe") or "", kind=kind,
+                                run_id=p.get("run_id") or "")
+    except output.Refused as e:
+        raise common.WorkloadError(str(e)) from None
+
+
 def main(p: dict) -> None:
     wl = p["workload"]
     ray = common.connect()
@@ -151,6 +162,7 @@ def main(p: dict) -> None:
     cpus_each = float(wl["cpus_per_worker"])
     common.wait_for_resources(workers * cpus_each, workers * gpus_each if use_gpu else 0,
                               float(wl["resource_timeout_s"]), f"training with {workers} worker(s)")
+    _claim(p, wl)
     per_worker = {"CPU": cpus_each}
     if use_gpu:
         per_worker["GPU"] = gpus_each

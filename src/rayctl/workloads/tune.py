@@ -202,8 +202,8 @@ FIELDS: dict[str, Field] = {
     "samples": Field("int", 2048, "size of the synthetic dataset", minimum=100),
     "seed": Field("int", None, "seed of the random search (same seed, same configs)"),
     "time_budget_s": Field("number", None, "stop starting/continuing trials after this many seconds", above=0),
-    "storage": Field("str", None, "where trial results go: a local path (relative to the recipe) or s3://...; "
-                                  "default $RAYCTL_HOME/tune"),
+    "storage": Field("str", None, "where trial results go (in <storage>/<recipe>-<run id>): a local path "
+                                  "(relative to the recipe) or s3://...; default $RAYCTL_HOME/tune"),
 }
 _check = common.register(KIND, FIELDS, extra=_check_metric_mode)
 
@@ -292,6 +292,9 @@ def main(p: dict) -> None:
     fn = tune.with_resources(tune.with_parameters(trainable, max_epochs=int(wl["max_epochs"]),
                                                   samples=int(wl["samples"]), threads=max(1, int(cpus))),
                              resources)
+    from .train import _claim
+
+    _claim(p, wl, KIND)  # the same rule as train: never let Tune write into a folder holding foreign files
     progress = _progress_callback(wl["trials"])
     print(f"rayctl: tuning {wl['trials']} trial(s), {concurrent} at a time, metric {wl['metric']} ({wl['mode']}), "
           f"scheduler {wl['scheduler']}", flush=True)
