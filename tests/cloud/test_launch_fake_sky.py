@@ -197,7 +197,7 @@ def test_budget_max_hours_stops(write_recipe, mini_catalog, ledger, clock):
 
 def test_all_candidates_without_capacity_fail_cleanly(write_recipe, mini_catalog, ledger, clock):
     r, p, rid = setup(write_recipe, mini_catalog, ledger)
-    fake = FakeSky(unavailable={e for e in []})
+    fake = FakeSky()
     fake.unavailable = {"aws/us-east-1/us-east-1a", "aws/us-east-1/us-east-1b", "aws/us-west-2/us-west-2a",
                         "aws/us-west-2/us-west-2b", "gcp/us-central1/us-central1-a", "gcp/europe-west4/europe-west4-a"}
     with pytest.raises(JobFailed, match="FAILED_NO_RESOURCE"):
