@@ -14,7 +14,7 @@ SkyPilot's request semantics (each call returns a request that `get` /
   recovery_count + 1; the workload resumes from its last checkpoint) -> the scripted
   outcome; the controller deletes the job's cluster when the job ends or is cancelled.
 - `clusters` holds every cluster that exists (= billing); tests assert it is empty.
-- failures to inject: `cancel_fails`, `down_fails`, `interrupt` (raise
+- failures to inject: `cancel_fails`, `api_cancel_fails`, `down_fails`, `interrupt` (raise
   KeyboardInterrupt at a given point), `outcome` (SUCCEEDED / FAILED ...).
 """
 
@@ -100,13 +100,14 @@ class _Handle:
 
 class FakeSky:
     def __init__(self, *, unavailable=(), outcome="SUCCEEDED", run_polls=3, preempt_at_polls=(),
-                 cancel_fails=False, down_fails=False, interrupt=None, steps_per_poll=2,
+                 cancel_fails=False, api_cancel_fails=False, down_fails=False, interrupt=None, steps_per_poll=2,
                  serve_endpoint="34.1.2.3:8000", queue_error_at=None, reject_task=False):
         self.unavailable = set(unavailable)  # "cloud/region/zone" infra strings with no capacity
         self.outcome = outcome
         self.run_polls = run_polls  # RUNNING polls (net of preemptions) before the outcome
         self.preempt_at_polls = set(preempt_at_polls)  # running-poll numbers at which a preemption happens
         self.cancel_fails = cancel_fails
+        self.api_cancel_fails = api_cancel_fails  # the API server refuses to cancel a request
         self.down_fails = down_fails
         self.interrupt = interrupt  # "launch" | ("poll", n) | None
         self.steps_per_poll = steps_per_poll
@@ -149,6 +150,8 @@ class FakeSky:
 
     @sdk("api_cancel")
     def api_cancel(self, request_ids):
+        if self.api_cancel_fails:
+            raise RuntimeError("API server at http://127.0.0.1:46580 is not healthy")
         self.cancelled_requests.append(request_ids)
 
     # ---------------------------------------------------------------- placement
