@@ -57,11 +57,3 @@ class Clock:
     def sleep(self, s: float) -> None:
         self.t += s
         self.slept += s
-
-
-def assert_no_traceback(p) -> None:
-    """No Python traceback in a finished subprocess's output (CompletedProcess or CLIResult)."""
-    out = getattr(p, "stdout", None) or getattr(p, "out", "") or ""
-    err = getattr(p, "stderr", None) or getattr(p, "err", "") or ""
-    assert "Traceback" not in err, err
-    assert "Traceback" not in out, out

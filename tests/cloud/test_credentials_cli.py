@@ -12,7 +12,7 @@ import time
 import pytest
 
 from cloudkit import HERE, RAYCTL
-from cloudkit import assert_no_traceback
+from tests.conftest import assert_no_traceback
 from rayctl.redact import MASK, redact, redact_obj
 
 pytestmark = pytest.mark.timeout(120)
