@@ -74,9 +74,12 @@ def cli(rayctl_home, tmp_path):
     return _run
 
 
-def assert_no_traceback(result: CLIResult) -> None:
-    assert "Traceback" not in result.err, result.err
-    assert "Traceback" not in result.out, result.out
+def assert_no_traceback(result) -> None:
+    """No Python traceback in a finished CLI run's output (a CLIResult or a CompletedProcess)."""
+    out = getattr(result, "out", None) or getattr(result, "stdout", "") or ""
+    err = getattr(result, "err", None) or getattr(result, "stderr", "") or ""
+    assert "Traceback" not in err, err
+    assert "Traceback" not in out, out
 
 
 # ---------------------------------------------------------------------------- the shared local Ray cluster

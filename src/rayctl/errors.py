@@ -80,3 +80,18 @@ class JobFailed(RayctlError):
 
 class Interrupted(RayctlError):
     exit_code = EXIT_INTERRUPTED
+
+
+class ManyErrors(RayctlError):
+    """Independent failures of one command (one per recipe file), reported together.
+
+    The CLI renders each as its own `rayctl: error:` paragraph, then `footer`; the exit
+    code is 2 if any input was bad, else the highest of the others.
+    """
+
+    def __init__(self, errors: list[RayctlError], footer: str = ""):
+        self.errors = list(errors)
+        self.footer = footer
+        codes = [e.exit_code for e in self.errors]
+        super().__init__("\n".join(e.message for e in self.errors),
+                         exit_code=EXIT_INPUT if EXIT_INPUT in codes else max(codes))

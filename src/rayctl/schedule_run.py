@@ -37,10 +37,6 @@ DEFAULT_MAX_BYTES = 5_000_000
 DEFAULT_BACKUPS = 5
 
 
-class LauncherMissing(RayctlError):
-    """This rayctl has no `rayctl.launch` module to run a recipe with."""
-
-
 def _stamp() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -223,13 +219,8 @@ def _run_locked(name: str, recipe_path: str, entry, log: RunLog) -> int:
     try:
         recipe = recipe_mod.load(recipe_path)
         os.chdir(os.path.dirname(recipe_path))  # relative paths resolve as in the recipe's folder
-        try:
-            from .launch import launch
-        except ModuleNotFoundError as e:
-            if e.name != "rayctl.launch":
-                raise
-            raise LauncherMissing("this rayctl build has no launcher (module rayctl.launch is missing), so "
-                                  "`schedule run` cannot start the recipe; install a complete rayctl") from None
+        from .launch import launch
+
         row = launch(recipe, quiet=True, schedule=name)
     except KeyboardInterrupt:
         log(f"interrupted after {time.monotonic() - t0:.1f} s")

@@ -7,12 +7,11 @@ invented prices); tests that need real offers use the `shared_catalog` fixture.
 from __future__ import annotations
 
 import sys
-import types
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-RUN_RAYCTL = HERE / "run_rayctl.py"
+RAYCTL = [sys.executable, "-m", "rayctl"]  # the CLI, as a user runs it
 SKY_INPROCESS = HERE / "sky_inprocess.py"
 
 AWS_CSV = """\
@@ -43,56 +42,6 @@ SPEC = {"entrypoint": "python -m rayctl.workloads.train", "runtime_env": {"env_v
         "entrypoint_num_cpus": 1, "entrypoint_num_gpus": 0, "detached": False, "metadata": {}}
 
 
-def stub_workloads() -> None:
-    """Install a minimal `rayctl.workloads` when this checkout lacks it (it comes from
-    another branch: contract 1). With the real module present, nothing changes."""
-    try:
-        import rayctl.workloads  # noqa: F401
-        return
-    except ModuleNotFoundError:
-        pass
-    import dataclasses
-
-    @dataclasses.dataclass
-    class JobSpec:
-        entrypoint: str
-        runtime_env: dict = dataclasses.field(default_factory=dict)
-        entrypoint_num_cpus: float = 0.0
-        entrypoint_num_gpus: float = 0.0
-        needs_cpus: float = 0.0
-        needs_gpus: float = 0.0
-        detached: bool = False
-        metadata: dict = dataclasses.field(default_factory=dict)
-
-    def job_spec(recipe, run_id):
-        import rayctl
-
-        w = recipe.workload or {}
-        env = {str(k): str(v) for k, v in (w.get("env") or {}).items()}
-        env["RAYCTL_RUN_ID"] = run_id
-        rt = {"env_vars": env}
-        if "entrypoint" in w:
-            if w.get("working_dir"):
-                rt["working_dir"] = str((Path(recipe.path).parent / w["working_dir"]).resolve())
-            if w.get("pip"):
-                rt["pip"] = list(w["pip"])
-            return JobSpec(entrypoint=w["entrypoint"], runtime_env=rt)
-        mod = {"batch-infer": "batch_infer"}.get(recipe.kind, recipe.kind)
-        rt["py_modules"] = [str(Path(rayctl.__file__).parent)]
-        env["RAYCTL_WORKLOAD"] = "{}"
-        return JobSpec(entrypoint=f"python -m rayctl.workloads.{mod}", runtime_env=rt,
-                       detached=recipe.kind == "serve")
-
-    m = types.ModuleType("rayctl.workloads")
-    m.JobSpec = JobSpec
-    m.job_spec = job_spec
-    m.__rayctl_test_stub__ = True
-    sys.modules["rayctl.workloads"] = m
-    import rayctl
-
-    rayctl.workloads = m
-
-
 class Clock:
     """A clock for budget tests: starts now, advances only when the code sleeps."""
 
@@ -108,11 +57,3 @@ class Clock:
     def sleep(self, s: float) -> None:
         self.t += s
         self.slept += s
-
-
-def assert_no_traceback(p) -> None:
-    """No Python traceback in a finished subprocess's output (CompletedProcess or CLIResult)."""
-    out = getattr(p, "stdout", None) or getattr(p, "out", "") or ""
-    err = getattr(p, "stderr", None) or getattr(p, "err", "") or ""
-    assert "Traceback" not in err, err
-    assert "Traceback" not in out, out

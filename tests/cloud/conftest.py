@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudkit import AWS_CSV, GCP_CSV, Clock, stub_workloads
+from cloudkit import AWS_CSV, GCP_CSV, Clock
 
 
 @pytest.fixture
@@ -41,7 +41,6 @@ def ledger(rayctl_home):
 
 @pytest.fixture
 def workloads():
-    stub_workloads()
     import rayctl.workloads
 
     return rayctl.workloads

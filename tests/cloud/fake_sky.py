@@ -14,15 +14,42 @@ SkyPilot's request semantics (each call returns a request that `get` /
   recovery_count + 1; the workload resumes from its last checkpoint) -> the scripted
   outcome; the controller deletes the job's cluster when the job ends or is cancelled.
 - `clusters` holds every cluster that exists (= billing); tests assert it is empty.
-- failures to inject: `cancel_fails`, `down_fails`, `interrupt` (raise
+- failures to inject: `cancel_fails`, `api_cancel_fails`, `down_fails`, `interrupt` (raise
   KeyboardInterrupt at a given point), `outcome` (SUCCEEDED / FAILED ...).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 import time
 import types
+
+import sky_signatures
+
+SIGNATURES = sky_signatures.load()
+RECEIVED: list[tuple[str, dict]] = []  # every SDK call any FakeSky received in this process, bound
+
+
+def sdk(name: str):
+    """Bind each call to SkyPilot 0.14.1's real signature for `name` (TypeError on a
+    mismatch, as the real SDK would raise), record it, and pass the method only the
+    arguments it declares (defaults filled in as the real SDK's)."""
+    sig = SIGNATURES[name]
+
+    def wrap(fn):
+        own = inspect.signature(fn).parameters
+        method = "self" in own
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            self_ = args[:1] if method else ()
+            bound = sig.bind(*args[len(self_):], **kwargs)
+            RECEIVED.append((name, dict(bound.arguments)))
+            return fn(*self_, **{k: v for k, v in bound.arguments.items() if k in own})
+        return call
+    return wrap
 
 
 class ResourcesUnavailableError(Exception):
@@ -73,13 +100,14 @@ class _Handle:
 
 class FakeSky:
     def __init__(self, *, unavailable=(), outcome="SUCCEEDED", run_polls=3, preempt_at_polls=(),
-                 cancel_fails=False, down_fails=False, interrupt=None, steps_per_poll=2,
+                 cancel_fails=False, api_cancel_fails=False, down_fails=False, interrupt=None, steps_per_poll=2,
                  serve_endpoint="34.1.2.3:8000", queue_error_at=None, reject_task=False):
         self.unavailable = set(unavailable)  # "cloud/region/zone" infra strings with no capacity
         self.outcome = outcome
         self.run_polls = run_polls  # RUNNING polls (net of preemptions) before the outcome
         self.preempt_at_polls = set(preempt_at_polls)  # running-poll numbers at which a preemption happens
         self.cancel_fails = cancel_fails
+        self.api_cancel_fails = api_cancel_fails  # the API server refuses to cancel a request
         self.down_fails = down_fails
         self.interrupt = interrupt  # "launch" | ("poll", n) | None
         self.steps_per_poll = steps_per_poll
@@ -98,6 +126,7 @@ class FakeSky:
 
         class _Tasks:
             @staticmethod
+            @sdk("Task.from_yaml_config")
             def from_yaml_config(config):
                 if fake.reject_task:
                     raise ValueError("Invalid task YAML: zone 'use1-az9' not found; token=ya29.secret-oauth")
@@ -111,14 +140,19 @@ class FakeSky:
                                           cancel=self._jobs_cancel, tail_logs=self._jobs_tail_logs)
 
     # ---------------------------------------------------------------- requests
-    def get(self, req):
-        return req(None)
+    @sdk("get")
+    def get(self, request_id):
+        return request_id(None)
 
-    def stream_and_get(self, req, output_stream=None):
-        return req(output_stream)
+    @sdk("stream_and_get")
+    def stream_and_get(self, request_id, output_stream=None):
+        return request_id(output_stream)
 
-    def api_cancel(self, req):
-        self.cancelled_requests.append(req)
+    @sdk("api_cancel")
+    def api_cancel(self, request_ids):
+        if self.api_cancel_fails:
+            raise RuntimeError("API server at http://127.0.0.1:46580 is not healthy")
+        self.cancelled_requests.append(request_ids)
 
     # ---------------------------------------------------------------- placement
     def _place(self, task, out, avoid_region=None):
@@ -136,7 +170,8 @@ class FakeSky:
         return None, tried
 
     # ---------------------------------------------------------------- managed jobs
-    def _jobs_launch(self, task, name=None, **kw):
+    @sdk("jobs.launch")
+    def _jobs_launch(self, task, name=None):
         self.calls.append(("jobs.launch", name))
         self.tasks.append(task)
 
@@ -220,7 +255,8 @@ class FakeSky:
                     j["failure_reason"] = "user program exited with code 1"
                 j["status"] = self.outcome
 
-    def _jobs_queue(self, refresh=False, job_ids=None, name_match=None, fields=None, **kw):
+    @sdk("jobs.queue_v2")
+    def _jobs_queue(self, refresh, job_ids=None, name_match=None, fields=None):
         self.calls.append(("jobs.queue_v2", tuple(job_ids or ()), name_match))
 
         def req(out):
@@ -244,7 +280,8 @@ class FakeSky:
                 return recs, len(recs), {}, len(recs)
         return req
 
-    def _jobs_cancel(self, job_ids=None, name=None, **kw):
+    @sdk("jobs.cancel")
+    def _jobs_cancel(self, job_ids=None, name=None):
         self.calls.append(("jobs.cancel", tuple(job_ids or ()), name))
 
         def req(out):
@@ -258,7 +295,8 @@ class FakeSky:
                         j["status"] = "CANCELLING"
         return req
 
-    def _jobs_tail_logs(self, name=None, job_id=None, follow=True, output_stream=None, **kw):
+    @sdk("jobs.tail_logs")
+    def _jobs_tail_logs(self, name=None, job_id=None, follow=True, output_stream=None):
         self.calls.append(("jobs.tail_logs", job_id, follow))
         sent = 0
         deadline = time.monotonic() + 10
@@ -275,8 +313,8 @@ class FakeSky:
             time.sleep(0.005)
 
     # ---------------------------------------------------------------- clusters
-    def launch(self, task, cluster_name=None, idle_minutes_to_autostop=None, down=False, retry_until_up=False,
-               **kw):
+    @sdk("launch")
+    def launch(self, task, cluster_name=None, idle_minutes_to_autostop=None, down=False):
         self.calls.append(("launch", cluster_name, idle_minutes_to_autostop, down))
         self.tasks.append(task)
 
@@ -297,6 +335,7 @@ class FakeSky:
             return 1, _Handle(entry)
         return req
 
+    @sdk("job_status")
     def job_status(self, cluster_name, job_ids=None):
         def req(out):
             c = self.clusters.get(cluster_name)
@@ -312,19 +351,22 @@ class FakeSky:
             return {job_ids[0]: c["job_status"]}
         return req
 
-    def tail_logs(self, cluster_name, job_id, follow, output_stream=None, **kw):
+    @sdk("tail_logs")
+    def tail_logs(self, cluster_name, job_id, follow, output_stream=None):
         c = self.clusters.get(cluster_name)
         for ln in (c or {}).get("log", []):
             output_stream.write(ln + "\n")
         return 0
 
-    def status(self, cluster_names=None, **kw):
+    @sdk("status")
+    def status(self, cluster_names=None):
         def req(out):
             return [types.SimpleNamespace(name=n, status=c["status"]) for n, c in self.clusters.items()
                     if not cluster_names or n in cluster_names]
         return req
 
-    def down(self, cluster_name, **kw):
+    @sdk("down")
+    def down(self, cluster_name):
         self.calls.append(("down", cluster_name))
 
         def req(out):
@@ -335,6 +377,7 @@ class FakeSky:
             del self.clusters[cluster_name]
         return req
 
+    @sdk("endpoints")
     def endpoints(self, cluster, port=None):
         def req(out):
             return {port: self.serve_endpoint} if cluster in self.clusters else {}

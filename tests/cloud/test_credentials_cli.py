@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from cloudkit import HERE, RUN_RAYCTL
-from cloudkit import assert_no_traceback
+from cloudkit import HERE, RAYCTL
+from tests.conftest import assert_no_traceback
 from rayctl.redact import MASK, redact, redact_obj
 
 pytestmark = pytest.mark.timeout(120)
@@ -26,7 +26,7 @@ def _run(args, env_extra=None, home=None, timeout=60):
     env.update({"HOME": str(home), "RAYCTL_HOME": str(home / ".rayctl"), "COLUMNS": "200"})
     env.update(env_extra or {})
     t = time.monotonic()
-    p = subprocess.run([sys.executable, str(RUN_RAYCTL), *map(str, args)], capture_output=True, text=True, env=env,
+    p = subprocess.run([*RAYCTL, *map(str, args)], capture_output=True, text=True, env=env,
                        timeout=timeout)
     p.elapsed = time.monotonic() - t
     return p
@@ -109,8 +109,6 @@ def test_launch_cloud_without_credentials_fails_in_seconds_without_skypilot(tmp_
     code = textwrap.dedent(f"""\
         import sys, time
         sys.path.insert(0, {str(HERE)!r})
-        from cloudkit import stub_workloads
-        stub_workloads()
         from rayctl import catalog, planner, recipe
         from rayctl.ledger import Ledger
         from rayctl.errors import RayctlError

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-from cloudkit import GCP_CSV, RUN_RAYCTL
+from cloudkit import GCP_CSV, RAYCTL
 from rayctl import catalog, planner, price_cache, prices
 from rayctl import recipe as recipe_mod
 from rayctl.prices import gcp
@@ -182,7 +182,7 @@ def test_failed_refresh_keeps_old_data_and_plan_says_how_old(compute_api, rayctl
         """)
     env = dict(os.environ, HOME=str(sky_home), RAYCTL_HOME=str(rayctl_home), COLUMNS="200")
     env.pop("RAYCTL_CATALOG", None)
-    out = subprocess.run([sys.executable, str(RUN_RAYCTL), "plan", str(rec)], capture_output=True, text=True,
+    out = subprocess.run([*RAYCTL, "plan", str(rec)], capture_output=True, text=True,
                          env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "rayctl live data (gcp" in out.stdout and "days old" in out.stdout

@@ -139,6 +139,18 @@ def test_ctrl_c_during_launch_request_cancels_by_name(write_recipe, mini_catalog
     assert ledger.get(rid)["status"] == "interrupted"
 
 
+def test_a_request_that_cannot_be_cancelled_is_reported_and_teardown_goes_on(write_recipe, mini_catalog, ledger,
+                                                                             clock, capsys):
+    r, p, rid = setup(write_recipe, mini_catalog, ledger)
+    fake = FakeSky(interrupt="launch", api_cancel_fails=True)
+    with pytest.raises(Interrupted):
+        skypilot.launch_cloud(r, p, ledger, rid, sky=fake, spec=SPEC, zone_names=ZONE_NAMES, clock=clock,
+                              sleep=clock.sleep, poll_s=60, quiet=False, checker=checker())
+    assert "could not cancel SkyPilot request" in capsys.readouterr().err
+    assert "cancel_request_failed" in kinds(ledger, rid)
+    assert fake.managed[1]["status"] == "CANCELLED" and fake.clusters == {}
+
+
 def test_teardown_failure_is_loud_recorded_and_down_all_retries(write_recipe, mini_catalog, ledger, clock, capsys):
     r, p, rid = setup(write_recipe, mini_catalog, ledger)
     fake = FakeSky(run_polls=10, interrupt=("poll", 2), cancel_fails=True)
@@ -197,7 +209,7 @@ def test_budget_max_hours_stops(write_recipe, mini_catalog, ledger, clock):
 
 def test_all_candidates_without_capacity_fail_cleanly(write_recipe, mini_catalog, ledger, clock):
     r, p, rid = setup(write_recipe, mini_catalog, ledger)
-    fake = FakeSky(unavailable={e for e in []})
+    fake = FakeSky()
     fake.unavailable = {"aws/us-east-1/us-east-1a", "aws/us-east-1/us-east-1b", "aws/us-west-2/us-west-2a",
                         "aws/us-west-2/us-west-2b", "gcp/us-central1/us-central1-a", "gcp/europe-west4/europe-west4-a"}
     with pytest.raises(JobFailed, match="FAILED_NO_RESOURCE"):
@@ -421,3 +433,19 @@ def test_serve_counters_are_read_before_stop(write_recipe, mini_catalog, ledger,
         srv.server_close()
     assert row["status"] == "stopped" and row["input_tokens"] == 120 and row["output_tokens"] == 45
     assert row["metrics"]["requests"] == 3 and fake.clusters == {}
+
+
+def test_unreadable_serve_counters_are_a_visible_warning(write_recipe, mini_catalog, ledger, clock, capsys):
+    """An app whose counters cannot be read (nothing listens there) used to be skipped silently."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r, p, rid = setup(write_recipe, mini_catalog, ledger, SERVE)
+    fake = FakeSky(serve_endpoint=f"127.0.0.1:{port}")
+    launch(r, p, ledger, rid, fake, clock)
+    row = skypilot.cloud_stop(ledger.get(rid), ledger, sky=fake, clock=clock)
+    assert row["status"] == "stopped" and fake.clusters == {}
+    assert "could not read the serve app's token counters" in capsys.readouterr().err
+    assert "serve_metrics_unreadable" in kinds(ledger, rid)

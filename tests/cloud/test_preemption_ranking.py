@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from cloudkit import RUN_RAYCTL
+from cloudkit import RAYCTL
 from rayctl import preemption
 from rayctl.ledger import Ledger
 
@@ -55,7 +55,7 @@ def _history(home, k):
 def _plan(mini_catalog, recipe, home, *flags):
     env = dict(os.environ, RAYCTL_HOME=str(home), HOME=str(home / "user"), COLUMNS="200")
     env.pop("RAYCTL_CATALOG", None)
-    p = subprocess.run([sys.executable, str(RUN_RAYCTL), "plan", str(recipe), "--catalog", str(mini_catalog),
+    p = subprocess.run([*RAYCTL, "plan", str(recipe), "--catalog", str(mini_catalog),
                         "--json", *flags], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
@@ -107,7 +107,7 @@ def test_plan_table_says_which_ranking(tmp_path, mini_catalog):
     recipe.write_text(RECIPE)
     _history(tmp_path, 20)
     env = dict(os.environ, RAYCTL_HOME=str(tmp_path), HOME=str(tmp_path / "user"), COLUMNS="200")
-    p = subprocess.run([sys.executable, str(RUN_RAYCTL), "plan", str(recipe), "--catalog", str(mini_catalog)],
+    p = subprocess.run([*RAYCTL, "plan", str(recipe), "--catalog", str(mini_catalog)],
                        capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "effective $/h" in p.stdout and "$/h cluster" in p.stdout

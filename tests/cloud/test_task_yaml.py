@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cloudkit import REPO, RUN_RAYCTL, SKY_INPROCESS
+from cloudkit import REPO, RAYCTL, SKY_INPROCESS
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -86,7 +86,7 @@ budget:
 
 
 def _cli(*args, env):
-    return subprocess.run([sys.executable, str(RUN_RAYCTL), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([*RAYCTL, *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=120)
 
 

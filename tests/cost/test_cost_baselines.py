@@ -3,6 +3,8 @@ library's own `calc_price` must give the same dollars, input and output priced s
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from genai_prices import Usage, calc_price
 
@@ -70,3 +72,14 @@ def test_colons_in_model_names_are_not_providers():
     assert baselines.split_name("amazon.nova-lite-v1:0") == (None, "amazon.nova-lite-v1:0")
     assert baselines.split_name("groq:llama-3.1-8b-instant") == ("groq", "llama-3.1-8b-instant")
     assert baselines.price("amazon.nova-lite-v1:0", 1000, 250).provider_id == "aws"
+
+
+def test_a_genai_prices_without_its_provider_list_is_reported_not_empty(monkeypatch):
+    """A genai-prices version that moved its provider list used to read as "no providers"
+    (every name unknown, no suggestions); now it says what is wrong and how to fix it."""
+    from rayctl.errors import RayctlError
+
+    monkeypatch.setitem(sys.modules, "genai_prices.data_snapshot", None)  # `import` raises ImportError
+    monkeypatch.setitem(sys.modules, "genai_prices.data", None)
+    with pytest.raises(RayctlError, match="cannot read its provider list.*pip install -U"):
+        baselines._providers()

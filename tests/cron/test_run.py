@@ -8,7 +8,6 @@ where that module is not part of this checkout.
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from .helpers import command_of, ledger_runs, our_lines
 
 pytestmark = pytest.mark.timeout(120)
 
-HAS_LAUNCH = importlib.util.find_spec("rayctl.launch") is not None
 
 
 @pytest.fixture
@@ -94,16 +92,6 @@ def test_a_recipe_broken_after_add_fails_with_exit_2_and_a_ledger_row(cli, sched
     assert row["log_path"] == str(log_of(rayctl_home))
 
 
-@pytest.mark.skipif(HAS_LAUNCH, reason="rayctl.launch is present: the real launch is tested below")
-def test_without_a_launcher_the_run_fails_clearly(cli, scheduled, rayctl_home):
-    r = cli("schedule", "run", "nightly")
-    assert r.code == 1, r
-    assert_no_traceback(r)
-    assert "no launcher (module rayctl.launch is missing)" in r.out
-    (row,) = ledger_runs(rayctl_home)
-    assert row["schedule"] == "nightly" and row["status"] == "failed" and row["recipe"] == "nightly"
-
-
 def test_log_rotation_keeps_n_files(cli, scheduled, rayctl_home):
     recipe, _ = scheduled
     recipe.write_text("name: nightly\nkind: nope\n")  # each run fails fast (exit 2) but logs 4+ lines
@@ -161,7 +149,6 @@ def test_sigterm_is_an_interrupted_run(cli, scheduled, rayctl_home, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(not HAS_LAUNCH, reason="needs rayctl.launch (the local launch) in this checkout")
 def test_two_overlapping_runs_launch_exactly_once(cli, make_recipe, tmp_path, rayctl_home):
     """Two `schedule run` of one name at once, on the real local Ray cluster: one launches, one skips."""
     recipe = make_recipe("nightly", text=(

@@ -10,11 +10,6 @@ import time
 from pathlib import Path
 
 
-def assert_no_traceback(result) -> None:
-    assert "Traceback" not in result.err, result.err
-    assert "Traceback" not in result.out, result.out
-
-
 def ledger_rows(home: Path) -> list[dict]:
     from rayctl.ledger import Ledger
 

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from launch_helpers import assert_no_traceback, ledger_rows
+from launch_helpers import ledger_rows
+
+from tests.conftest import assert_no_traceback
 
 
 def _bad(res, *needles):

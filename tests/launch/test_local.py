@@ -14,7 +14,8 @@ import uuid
 
 import pytest
 
-from launch_helpers import (assert_no_traceback, ledger_rows, popen_cli, processes_with, ray_job_status,
+from tests.conftest import assert_no_traceback
+from launch_helpers import (ledger_rows, popen_cli, processes_with, ray_job_status,
                             wait_for)
 
 pytestmark = [pytest.mark.slow]

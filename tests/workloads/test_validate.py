@@ -8,9 +8,8 @@ import textwrap
 
 import pytest
 
+from tests.conftest import assert_no_traceback
 
-def assert_no_traceback(r):
-    assert "Traceback" not in r.err and "Traceback" not in r.out, r
 
 CASES = [
     # (kind, workload YAML (indented under 'workload:'), line, column, field, message fragment)

@@ -107,9 +107,9 @@ def check(
     else:
         typer.echo(cloud_check.summary(res))
     if not any(r.enabled for r in res.values()):
-        if not json_out:
-            typer.echo("rayctl: error: no cloud has usable credentials; `--target cloud` cannot launch", err=True)
-        raise typer.Exit(EXIT_INPUT)
+        if json_out:
+            raise typer.Exit(EXIT_INPUT)  # the document says why
+        raise InputError("no cloud has usable credentials; `--target cloud` cannot launch")
 
 
 def clusters(

@@ -6,10 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .render import console, dump_json, money, warn
-
-CATALOG_HELP = ("Price data folder in SkyPilot's layout (<cloud>/vms.csv), as for `rayctl plan`. Default: "
-                "$RAYCTL_CATALOG, then ~/.sky/catalogs/v8, then the price sheet shipped with rayctl.")
+from .render import CATALOG_HELP, console, dump_json, money, warn
 
 
 def register(app: typer.Typer) -> None:

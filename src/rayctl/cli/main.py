@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from ..errors import EXIT_INTERRUPTED, RayctlError
+from ..errors import EXIT_INTERRUPTED, ManyErrors, RayctlError
 
 app = typer.Typer(
     name="rayctl",
@@ -37,23 +37,18 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
     """rayctl: launcher and cost optimizer for Ray workloads on GPU clouds."""
 
 
-from . import plan as _plan  # noqa: E402
+from . import cloud, cost, launch, plan, schedule  # noqa: E402  (each registers its command group)
 
-_plan.register(app)
-
-for _name in ("launch", "cost", "schedule", "cloud"):
-    try:  # command groups that other modules provide; each registers itself
-        _mod = __import__(f"rayctl.cli.{_name}", fromlist=["register"])
-    except ModuleNotFoundError as e:
-        if e.name != f"rayctl.cli.{_name}":
-            raise
-        continue
-    _mod.register(app)
+for _group in (plan, launch, cost, schedule, cloud):
+    _group.register(app)
 
 
 def report(err: RayctlError) -> None:
-    msg = err.message.rstrip()
-    sys.stderr.write(f"rayctl: error: {msg}\n")
+    """The one place errors are written: `rayctl: error: MESSAGE` on stderr."""
+    for e in err.errors if isinstance(err, ManyErrors) else [err]:
+        sys.stderr.write(f"rayctl: error: {e.message.rstrip()}\n")
+    if isinstance(err, ManyErrors) and err.footer:
+        sys.stderr.write(err.footer.rstrip() + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:

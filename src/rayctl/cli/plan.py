@@ -8,11 +8,8 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import EXIT_INPUT, InputError, RayctlError, RecipeError
-from .render import console, dump_json, money, warn
-
-CATALOG_HELP = ("Price data folder in SkyPilot's layout (<cloud>/vms.csv). Default: $RAYCTL_CATALOG, "
-                "then ~/.sky/catalogs/v8, then the price sheet shipped with rayctl.")
+from ..errors import EXIT_INPUT, InputError, ManyErrors, RayctlError, RecipeError
+from .render import CATALOG_HELP, console, dump_json, money, warn
 
 
 def register(app: typer.Typer) -> None:
@@ -32,16 +29,15 @@ def validate(
     from .. import recipe as recipe_mod
 
     results = []
-    bad = 0
+    errors: list[RecipeError] = []
     for f in files:
         try:
             r = recipe_mod.load(f)
             results.append({"file": str(f), "ok": True, "name": r.name, "kind": r.kind, "problems": []})
         except RecipeError as e:
-            bad += 1
+            errors.append(e)
             results.append({"file": str(f), "ok": False, "problems": [p.as_dict() for p in e.problems]})
-            if not json_out:
-                sys.stderr.write(f"rayctl: error: {e.message}\n")
+    bad = len(errors)
     if json_out:
         dump_json({"files": results, "valid": len(files) - bad, "invalid": bad})
     else:
@@ -49,7 +45,7 @@ def validate(
             if r["ok"]:
                 typer.echo(f"ok    {r['file']}  ({r['kind']} '{r['name']}')")
         if bad:
-            typer.echo(f"{bad} of {len(files)} recipe(s) invalid", err=True)
+            raise ManyErrors(errors, footer=f"{bad} of {len(files)} recipe(s) invalid")
     if bad:
         raise typer.Exit(EXIT_INPUT)
 
@@ -155,12 +151,9 @@ def plan_cmd(
                 elif hist is not None and any(c.spot for c in d.candidates):
                     console().print("ranking: sticker $/h (no spot history in the ledger; "
                                     "--preemption-aware applies the prior)")
-    codes = [d[1].exit_code for d in docs if isinstance(d, tuple)]
-    for d in docs:
-        if isinstance(d, tuple):
-            sys.stderr.write(f"rayctl: error: {d[1].message}\n")
-    if codes:
-        raise typer.Exit(EXIT_INPUT if EXIT_INPUT in codes else max(codes))
+    failed = [d[1] for d in docs if isinstance(d, tuple)]
+    if failed:
+        raise ManyErrors(failed)
 
 
 def _error_doc(path: str, e: RayctlError, name: str | None = None) -> dict:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+CATALOG_HELP = ("Price data folder in SkyPilot's layout (<cloud>/vms.csv). Default: $RAYCTL_CATALOG, "
+                "then ~/.sky/catalogs/v8, then the price sheet shipped with rayctl.")
+
 
 def dump_json(doc) -> None:
     """Exactly one JSON document on stdout; stable key order, so equal inputs give equal bytes."""

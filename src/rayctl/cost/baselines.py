@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from ..errors import InputError
+from ..errors import InputError, RayctlError
 
 DEFAULT_APIS = ("gpt-4o-mini", "claude-3-5-haiku", "gemini-1.5-flash", "groq:llama-3.1-8b-instant")
 
@@ -71,18 +71,20 @@ def _providers() -> list:
     """The library's provider list (the snapshot `calc_price` uses), for name lookups only.
 
     Prices always come from `calc_price`; this list only helps to find a provider for a
-    model name and to suggest close matches. Where a library version moves it, lookups
-    degrade to no suggestions rather than failing.
+    model name and to suggest close matches. genai-prices has kept it in two places
+    across versions; a version that has neither is reported, not read as "no providers".
     """
     try:
         from genai_prices.data_snapshot import get_snapshot
 
         return list(get_snapshot().providers)
-    except (ImportError, AttributeError):
+    except (ImportError, AttributeError) as first:
         try:
             from genai_prices.data import providers
         except ImportError:
-            return []
+            raise RayctlError(
+                f"genai-prices {library_version()}: cannot read its provider list ({type(first).__name__}: "
+                f"{first}); reinstall it with `pip install -U 'genai-prices>=0.0.30'`") from None
         return list(providers)
 
 

@@ -311,9 +311,13 @@ def _serve_counters(ledger, run_id: str) -> None:
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/-/rayctl/metrics", timeout=5) as resp:
             doc = json.loads(resp.read().decode("utf-8"))
-    except Exception:
-        return
-    if not isinstance(doc, dict):
+        if not isinstance(doc, dict):
+            raise ValueError(f"expected a JSON object, got {type(doc).__name__}")
+    except (OSError, ValueError) as e:  # unreachable app, HTTP error, not JSON: the counters stay as they were
+        why = f"{type(e).__name__}: {redact(str(e))[:200]}"
+        sys.stderr.write(f"rayctl: warning: run {run_id}: could not read the serve app's token counters at "
+                         f"{url}/-/rayctl/metrics ({why}); its ledger counters are not updated\n")
+        ledger.add_event(run_id, "serve_metrics_unreadable", detail={"url": url, "error": why})
         return
     fields = {k: int(doc[k]) for k in ("input_tokens", "output_tokens") if isinstance(doc.get(k), (int, float))}
     ledger.update(run_id, metrics={**(cur.get("metrics") or {}), **{k: v for k, v in doc.items()

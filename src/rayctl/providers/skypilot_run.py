@@ -296,7 +296,13 @@ class _Run:
         _say(f"tearing down {self.name} ({why}); please wait", self.quiet)
         try:
             if self.request is not None:
-                self.client.cancel_request(self.request)
+                try:
+                    self.client.cancel_request(self.request)
+                except Exception as e:  # the teardown below still runs; say why the request lives on
+                    err = f"{type(e).__name__}: {redact(str(e)).strip()[:200]}"
+                    _say(f"warning: could not cancel SkyPilot request {self.request} ({err}); "
+                         "tearing down the cluster anyway", self.quiet)
+                    self._event("cancel_request_failed", detail={"request": str(self.request), "error": err})
             if self.mode == "managed":
                 ids = [self.job_id] if self.job_id is not None else self.client.managed_by_name(self.name)
                 for jid in ids:

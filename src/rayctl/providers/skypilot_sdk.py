@@ -83,10 +83,7 @@ class SkyClient:
         return self.sky.Task.from_yaml_config(json.loads(json.dumps(config)))
 
     def cancel_request(self, request_id) -> None:
-        try:
-            self.sky.api_cancel(request_id)
-        except Exception:
-            pass
+        self.sky.api_cancel(request_id)
 
     # ------------------------------------------------------------- managed jobs
     def launch_managed(self, task, name: str, output_stream=None, on_request=None) -> int:

@@ -1,7 +1,6 @@
 """A SkyPilot task (YAML-able dict) from a recipe, its plan and the workload's job spec.
 
 Pure data: nothing here imports SkyPilot, so `rayctl plan --emit skypilot` stays fast.
-`to_task(config)` turns the dict into a `sky.Task` (imports sky lazily).
 
 What the task holds:
 
@@ -455,10 +454,3 @@ def to_yaml(config: dict) -> str:
 
     _Block.add_representer(str, _str)
     return yaml.dump(config, Dumper=_Block, sort_keys=False, default_flow_style=False, width=1000)
-
-
-def to_task(config: dict, sky=None):
-    """A `sky.Task` from the config (SkyPilot's own loader and validation)."""
-    if sky is None:
-        import sky
-    return sky.Task.from_yaml_config(json.loads(json.dumps(config)))
