@@ -143,7 +143,8 @@ def validate(doc: Located) -> list[Problem]:
     found: list[tuple[tuple, str, bool]] = []
     for err in _validator().iter_errors(instance):
         _translate(err, found)
-    found.extend(_non_finite(value, ()))
+    flagged = {p for p, _, _ in found}
+    found.extend(x for x in _non_finite(value, ()) if x[0] not in flagged)
     found.extend(_python_checks(instance, {p for p, _, _ in found}))
     problems: list[Problem] = []
     seen = set()
@@ -225,6 +226,8 @@ def _translate(err, out: list) -> None:
         out.append((path, f"needs at least {err.validator_value} item(s)", False))
     elif kw == "maxItems":
         out.append((path, f"takes at most {err.validator_value} item(s)", False))
+    elif kw in ("minimum", "exclusiveMinimum", "maximum") and not math.isfinite(value):
+        return  # NaN/infinity: "expected a finite number" (see _non_finite)
     elif kw == "minimum":
         out.append((path, f"must be >= {err.validator_value}, got {value}", False))
     elif kw == "exclusiveMinimum":
