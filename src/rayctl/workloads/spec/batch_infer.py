@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .base import DEMO_MODEL, auto_or_number, boolean, choice, integer, is_uri, mapping, number, string
+from .base import DEMO_MODEL, auto_or_number, boolean, choice, describe, integer, is_uri, mapping, number, string
 
 KIND = "batch-infer"
 FORMATS = ("jsonl", "parquet", "csv")
@@ -47,8 +47,6 @@ REQUIRED = ("input", "output")
 
 def _check_concurrency(value) -> list:
     if isinstance(value, list) and not 1 <= value[0] <= value[1]:
-        from .base import describe
-
         return [((), _CONCURRENCY.format(got=describe(value)), False)]
     return []
 
