@@ -24,3 +24,13 @@ def test_every_workload_key_is_documented(repo, mod):
 def test_common_keys_are_documented(repo):
     top = sections((repo / "docs" / "workloads.md").read_text())[""]
     assert all(f"| `{k}` |" in top for k in common.COMMON_FIELDS)
+
+
+@pytest.mark.parametrize("mod", [train, tune, batch_infer, serve], ids=lambda m: m.KIND)
+def test_every_documented_key_exists(repo, mod):
+    """The other direction: the first table of a kind's section lists only keys the kind takes."""
+    body = sections((repo / "docs" / "workloads.md").read_text())[mod.KIND]
+    table = re.search(r"^\| key \|.*?\n((?:\|.*\n)+)", body, flags=re.M)
+    assert table, f"no key table in the {mod.KIND} section"
+    documented = re.findall(r"^\| `([a-z_]+)` \|", table.group(1), flags=re.M)
+    assert documented and not set(documented) - set(mod.FIELDS), set(documented) - set(mod.FIELDS)

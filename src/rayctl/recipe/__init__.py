@@ -1,5 +1,8 @@
 """Recipes: schema, loading and errors.
 
+The schema (recipe.schema.SCHEMA) is the one definition of a recipe; the workload fields
+of each kind come from rayctl.workloads.spec, which imports nothing from here.
+
 `load(path)` returns a `Recipe` or raises `RecipeError` listing every problem, each
 with the file, line, column and field path.
 """
@@ -16,10 +19,6 @@ from .yamlsafe import Fail, Located, load as load_yaml
 __all__ = ["Budget", "KINDS", "MinSpec", "Recipe", "Resources", "SCHEMA", "Teardown", "load", "loads",
            "RecipeError"]
 
-# Kind-specific checks registered by the workload modules (they know their own shape).
-# Each takes (Located document, problems list) and appends Problems.
-WORKLOAD_CHECKS: dict = {}
-
 
 def loads(data: bytes, path: str = "<recipe>") -> Recipe:
     try:
@@ -33,24 +32,9 @@ def loads(data: bytes, path: str = "<recipe>") -> Recipe:
             f"a recipe is a mapping of fields (name, kind, resources, ...), but this file holds {kind}",
             line=line, column=col)])
     problems = validate(doc)
-    if not problems and isinstance(doc.value.get("schedule"), str):
-        from ..cron_expr import CronError, check as check_cron
-
-        try:
-            check_cron(doc.value["schedule"], fires=False)
-        except CronError as e:
-            line, col = doc.where(("schedule",))
-            problems.append(Problem(f"'{doc.value['schedule']}' is not a cron expression cron can run: {e}",
-                                    field="schedule", line=line, column=col))
-    if not problems:
-        from .. import workloads  # noqa: F401  (registers the workload checks; imports nothing heavy)
-
-        check = WORKLOAD_CHECKS.get(doc.value.get("kind"))
-        if check is not None:
-            check(doc, problems)
     if problems:
         raise RecipeError(path, problems)
-    return build(doc.value, path, data)
+    return build(doc, path, data)
 
 
 def load(path: str | os.PathLike) -> Recipe:

@@ -1,4 +1,4 @@
-"""Recipe objects, built from a validated document."""
+"""Recipe objects, built from a validated document (defaults come from recipe.schema)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ class Resources:
     memory: MinSpec | None = None
     checkpoint_minutes: float = 30.0
     restart_minutes: float = 5.0
+    objective: str | None = None  # "per-token" | "hourly"; None: the kind's default
 
 
 @dataclass(frozen=True)
@@ -77,36 +78,48 @@ class Recipe:
     path: str = ""
     sha256: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    compare_to: tuple[str, ...] = ()
+    marks: Any = field(default=None, repr=False, compare=False)  # the YAML positions (yamlsafe.Located)
+
+    def where(self, path: tuple) -> tuple[int | None, int | None]:
+        """(line, column) of a field in the recipe file, e.g. ("workload", "input"); (None, None) if unknown."""
+        return self.marks.where(path) if self.marks is not None else (None, None)
 
     @property
     def is_batch(self) -> bool:
         return self.kind != "serve"
 
 
-def build(doc: dict, path: str, data: bytes) -> Recipe:
-    """Recipe from a document that passed schema validation."""
+def build(doc, path: str, data: bytes) -> Recipe:
+    """Recipe from a document (dict or yamlsafe.Located) that passed schema validation."""
+    from .schema import default
+
+    marks = None
+    if not isinstance(doc, dict):
+        marks, doc = doc, doc.value
     r = doc.get("resources") or {}
     accs = r.get("accelerators")
     if accs is None:
         specs: tuple = ()
     else:
         specs = tuple(dict.fromkeys(parse_spec(a) for a in ([accs] if isinstance(accs, str) else accs)))
-    spot_raw = r.get("spot", False)
+    spot_raw = r.get("spot", default("resources", "spot"))
     spot = "auto" if spot_raw == "auto" else ("spot" if spot_raw else "on-demand")
     res = Resources(
         accelerators=specs,
-        nodes=int(r.get("nodes", 1)),
+        nodes=int(r.get("nodes", default("resources", "nodes"))),
         spot=spot,
         clouds=tuple(r.get("clouds", ())),
         regions=tuple(r.get("regions", ())),
         exclude_regions=tuple(r.get("exclude_regions", ())),
         prefer_regions=tuple(r.get("prefer_regions", ())),
-        prefer_within_pct=float(r.get("prefer_within_pct", 10)),
+        prefer_within_pct=float(r.get("prefer_within_pct", default("resources", "prefer_within_pct"))),
         max_hourly_usd=r.get("max_hourly_usd"),
         cpus=MinSpec.parse(r.get("cpus")),
         memory=MinSpec.parse(r.get("memory")),
-        checkpoint_minutes=float(r.get("checkpoint_minutes", 30)),
-        restart_minutes=float(r.get("restart_minutes", 5)),
+        checkpoint_minutes=float(r.get("checkpoint_minutes", default("resources", "checkpoint_minutes"))),
+        restart_minutes=float(r.get("restart_minutes", default("resources", "restart_minutes"))),
+        objective=r.get("objective"),
     )
     b = doc.get("budget") or {}
     kind = doc["kind"]
@@ -119,11 +132,13 @@ def build(doc: dict, path: str, data: bytes) -> Recipe:
         kind=kind,
         resources=res,
         budget=Budget(max_usd=b.get("max_usd"), max_hours=b.get("max_hours")),
-        target=doc.get("target", "local"),
+        target=doc.get("target", default("target")),
         teardown=teardown,
         schedule=doc.get("schedule"),
         workload=dict(doc.get("workload") or {}),
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),
         raw=doc,
+        compare_to=tuple(doc.get("compare_to") or ()),
+        marks=marks,
     )

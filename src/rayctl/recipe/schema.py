@@ -1,22 +1,28 @@
-"""The recipe schema (JSON Schema, draft 2020-12) and a validator that reports
-every problem with the line, column and field path it comes from.
+"""The recipe schema (JSON Schema, draft 2020-12) and its validator.
 
-The schema below is the single source of truth: `rayctl recipe schema` prints it for
-editors and CI, and `validate` interprets the subset of JSON Schema it uses.
+`SCHEMA` is the one definition of a recipe: the fields below plus, for each kind,
+the `workload:` fields its module in rayctl.workloads.spec declares. `rayctl recipe
+schema` prints it; `validate` runs it with the `jsonschema` library and turns every
+error into a Problem with the line, column and field path it comes from. The rules
+JSON Schema cannot say (accelerator names, cron expressions, finite numbers,
+relations between workload fields) run after it, in Python, from the same modules.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 
-from .. import accelerators
 from ..errors import Problem
+from ..workloads import spec
+from ..workloads.spec.base import describe, show
 from .yamlsafe import Located, dotted
 
-KINDS = ("train", "tune", "batch-infer", "serve")
+KINDS = tuple(spec.KINDS)
 CLOUDS = ("aws", "gcp", "azure", "lambda", "runpod", "cudo", "shadeform", "vast", "hyperbolic",
           "mithril", "nebius", "seeweb", "simplepod", "fluidstack", "paperspace", "oci", "do",
           "kubernetes")
+OBJECTIVES = ("per-token", "hourly")
 
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}}
@@ -57,8 +63,11 @@ SCHEMA: dict = {
                 "max_hourly_usd": _POSITIVE,
                 "cpus": _MIN_SPEC,
                 "memory": _MIN_SPEC,
-                "checkpoint_minutes": _POSITIVE,
-                "restart_minutes": {"type": "number", "minimum": 0},
+                "checkpoint_minutes": dict(_POSITIVE, default=30),
+                "restart_minutes": {"type": "number", "minimum": 0, "default": 5},
+                "objective": {"enum": list(OBJECTIVES),
+                              "description": "what the plan minimizes: per-token (cost per generated token) or "
+                                             "hourly (cost per hour); the default depends on the kind"},
             },
         },
         "budget": {
@@ -66,7 +75,7 @@ SCHEMA: dict = {
             "additionalProperties": False,
             "properties": {"max_usd": _POSITIVE, "max_hours": _POSITIVE},
         },
-        "target": {"type": "string", "pattern": r"^(local|cloud|https?://\S+)$",
+        "target": {"type": "string", "pattern": r"^(local|cloud|https?://\S+)$", "default": "local",
                    "description": "local (default), cloud, or an existing Ray cluster's dashboard "
                                   "address, e.g. http://head:8265"},
         "teardown": {
@@ -78,121 +87,189 @@ SCHEMA: dict = {
             },
         },
         "schedule": {"type": "string", "minLength": 1, "description": "cron expression, e.g. '0 2 * * *'"},
-        "workload": {"type": "object", "description": "kind-specific settings; see docs/recipes.md"},
+        "compare_to": {"type": "array", "items": {"type": "string", "minLength": 1},
+                       "description": "managed APIs (model names) whose price the plan is compared with"},
+        "workload": {"type": "object", "description": "kind-specific settings; see docs/workloads.md"},
     },
+    # Each kind's workload fields, or your own code (workload.entrypoint) for any kind.
+    "allOf": [
+        {"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+         "then": {"properties": {"workload": spec.workload_schema(kind, mod.FIELDS, mod.REQUIRED)},
+                  **({"required": ["workload"]} if mod.REQUIRED else {})}}
+        for kind, mod in spec.KINDS.items()
+    ],
 }
 
-_TYPES = {
-    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
-}
+
+def default(*path: str):
+    """The schema's default for a field, e.g. default("resources", "nodes") -> 1."""
+    node = SCHEMA
+    for p in path:
+        node = node["properties"][p]
+    return node.get("default")
 
 
-def _type_ok(value, t: str) -> bool:
-    if t == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if t == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, _TYPES[t])
+# ---------------------------------------------------------------- running it
+
+_VALIDATOR = None
 
 
-def _describe(value) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, (int, float)):
-        return f"number {value}"
-    s = str(value)
-    return f"string '{s[:60]}{'...' if len(s) > 60 else ''}'"
+def _validator():
+    """The jsonschema validator of SCHEMA (built once; jsonschema is imported here only)."""
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        import jsonschema
+        from jsonschema import validators
+
+        from .. import accelerators
+
+        # YAML's 1.0 is a float: a whole-number field wants an int (JSON Schema would take 1.0).
+        types = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+            "integer", lambda _c, v: isinstance(v, int) and not isinstance(v, bool))
+        cls = validators.extend(jsonschema.Draft202012Validator, type_checker=types)
+        formats = jsonschema.FormatChecker(formats=())
+        formats.checks("accelerator", raises=ValueError)(lambda v: not isinstance(v, str)
+                                                         or accelerators.parse_spec(v) is not None)
+        _VALIDATOR = cls(SCHEMA, format_checker=formats)
+    return _VALIDATOR
+
+
+def validate(doc: Located) -> list[Problem]:
+    """Every problem of a recipe document, in file order."""
+    value = doc.value
+    instance = value
+    if isinstance(value, dict) and "workload" not in value and value.get("kind") in spec.KINDS:
+        instance = dict(value, workload={})  # no workload: the kind's defaults (and its required fields)
+    found: list[tuple[tuple, str, bool]] = []
+    for err in _validator().iter_errors(instance):
+        _translate(err, found)
+    flagged = {p for p, _, _ in found}
+    found.extend(x for x in _non_finite(value, ()) if x[0] not in flagged)
+    found.extend(_python_checks(instance, {p for p, _, _ in found}))
+    problems: list[Problem] = []
+    seen = set()
+    for path, message, key in found:
+        if (path, message) in seen:
+            continue
+        seen.add((path, message))
+        line, col = doc.where(path, key=key)
+        problems.append(Problem(message, field=dotted(path), line=line, column=col))
+    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    return problems
 
 
 _ARTICLE = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "a whole number",
             "number": "a number", "boolean": "true or false", "null": "null"}
 
 
-def validate(doc: Located, schema: dict = SCHEMA) -> list[Problem]:
-    problems: list[Problem] = []
-    _check(doc, doc.value, schema, (), problems)
-    return problems
+def _custom(schema: dict, value) -> str | None:
+    msg = schema.get("x-error") if isinstance(schema, dict) else None
+    return msg.format(got=describe(value), value=value) if msg else None
 
 
-def _problem(doc: Located, path, message: str, key: bool = False) -> Problem:
-    line, col = doc.where(path, key=key)
-    return Problem(message, field=dotted(path), line=line, column=col)
-
-
-def _check(doc, value, schema, path, problems) -> None:
-    if "anyOf" in schema:
-        best = None
-        for sub in schema["anyOf"]:
-            trial: list[Problem] = []
-            _check(doc, value, sub, path, trial)
-            if not trial:
-                return
-            # Prefer the branch whose type matched (its problems are more specific).
-            if best is None or (_type_matches(value, sub) and not _type_matches(value, best[0])):
-                best = (sub, trial)
-        if best is not None and _type_matches(value, best[0]):
-            problems.extend(best[1])
-        else:
-            wanted = " or ".join(_expect(s) for s in schema["anyOf"])
-            problems.append(_problem(doc, path, f"expected {wanted}, got {_describe(value)}"))
+def _translate(err, out: list) -> None:
+    """Append (path, message, points at a key?) for one jsonschema error."""
+    path = tuple(err.absolute_path)
+    schema, value, kw = err.schema, err.instance, err.validator
+    if "propertyNames" in err.relative_schema_path:
+        out.append((path + (value,), _custom(schema, value) or f"'{value}' is not a valid name", True))
         return
-    if "enum" in schema:
-        if value not in schema["enum"] or isinstance(value, bool) != any(isinstance(e, bool) for e in schema["enum"]):
-            opts = ", ".join(str(e) for e in schema["enum"])
-            close = difflib.get_close_matches(str(value), [str(e) for e in schema["enum"]], n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            problems.append(_problem(doc, path, f"{_describe(value)} is not one of: {opts}{hint}"))
+    if kw == "anyOf":
+        _any_of(err, path, out)
         return
-    t = schema.get("type")
-    if t and not _type_ok(value, t):
-        problems.append(_problem(doc, path, f"expected {_ARTICLE[t]}, got {_describe(value)}"))
+    custom = _custom(schema, value)
+    if custom and kw not in ("required", "additionalProperties"):
+        out.append((path, custom, False))
         return
-    if t == "object":
+    if kw == "type":
+        t = err.validator_value
+        want = " or ".join(_ARTICLE[x] for x in ([t] if isinstance(t, str) else t))
+        out.append((path, f"expected {want}, got {describe(value)}", False))
+    elif kw in ("enum", "const"):
+        opts = err.validator_value if kw == "enum" else [err.validator_value]
+        close = difflib.get_close_matches(str(value), [str(e) for e in opts], n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        out.append((path, f"{describe(value)} is not one of: {', '.join(show(e) for e in opts)}{hint}", False))
+    elif kw == "required":
         props = schema.get("properties", {})
-        for key in schema.get("required", []):
-            if key not in value:
-                problems.append(_problem(doc, path, f"required field '{key}' is missing"
-                                         + (f" at {dotted(path)}" if path else "")))
-        for key, sub in value.items():
+        for key in err.validator_value:
+            if key in value:
+                continue
+            if "x-missing" in schema:
+                about = props.get(key, {}).get("description")
+                msg = schema["x-missing"].format(key=key, about=f" ({about})" if about else "")
+            else:
+                msg = f"required field '{key}' is missing" + (f" at {dotted(path)}" if path else "")
+            out.append((path, msg, False))
+    elif kw == "additionalProperties":
+        props = schema.get("properties", {})
+        how = schema.get("x-unknown", {})
+        for key in value:
             if key in props:
-                _check(doc, sub, props[key], path + (key,), problems)
-            elif schema.get("additionalProperties") is False:
-                close = difflib.get_close_matches(str(key), list(props), n=1, cutoff=0.6)
-                hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(props)}"
-                problems.append(_problem(doc, path + (key,), f"unknown field '{key}'{hint}", key=True))
-    elif t == "array":
-        if len(value) < schema.get("minItems", 0):
-            problems.append(_problem(doc, path, f"needs at least {schema['minItems']} item(s)"))
-        items = schema.get("items")
-        if items:
-            for i, item in enumerate(value):
-                _check(doc, item, items, path + (i,), problems)
-    elif t == "string":
-        import re
+                continue
+            if key in how.get("elsewhere", {}):
+                out.append((path + (key,), how["elsewhere"][key], True))
+                continue
+            close = difflib.get_close_matches(str(key), list(props), n=1, cutoff=0.6)
+            hint = (f"; did you mean '{close[0]}'?" if close
+                    else f"; {how.get('allowed', 'allowed')}: {', '.join(props)}")
+            out.append((path + (key,), f"unknown {how.get('what', 'field')} '{key}'{how.get('where', '')}{hint}",
+                        True))
+    elif kw == "minLength":
+        out.append((path, "must not be empty", False))
+    elif kw == "pattern":
+        hint = schema.get("description")
+        out.append((path, f"'{value}' is not valid" + (f": {hint}" if hint else ""), False))
+    elif kw == "format":
+        out.append((path, str(err.cause or err.message), False))
+    elif kw == "minItems":
+        out.append((path, f"needs at least {err.validator_value} item(s)", False))
+    elif kw == "maxItems":
+        out.append((path, f"takes at most {err.validator_value} item(s)", False))
+    elif kw in ("minimum", "exclusiveMinimum", "maximum") and not math.isfinite(value):
+        return  # NaN/infinity: "expected a finite number" (see _non_finite)
+    elif kw == "minimum":
+        out.append((path, f"must be >= {err.validator_value}, got {value}", False))
+    elif kw == "exclusiveMinimum":
+        out.append((path, f"must be > {err.validator_value}, got {value}", False))
+    elif kw == "maximum":
+        out.append((path, f"must be <= {err.validator_value}, got {value}", False))
+    else:
+        out.append((path, err.message, False))
 
-        if len(value) < schema.get("minLength", 0):
-            problems.append(_problem(doc, path, "must not be empty"))
-        elif "pattern" in schema and not re.match(schema["pattern"], value):
-            hint = schema.get("description")
-            problems.append(_problem(doc, path, f"'{value}' is not valid" + (f": {hint}" if hint else "")))
-        elif schema.get("format") == "accelerator":
-            try:
-                accelerators.parse_spec(value)
-            except ValueError as e:
-                problems.append(_problem(doc, path, str(e)))
-    elif t in ("integer", "number"):
-        if "minimum" in schema and value < schema["minimum"]:
-            problems.append(_problem(doc, path, f"must be >= {schema['minimum']}, got {value}"))
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            problems.append(_problem(doc, path, f"must be > {schema['exclusiveMinimum']}, got {value}"))
-        if "maximum" in schema and value > schema["maximum"]:
-            problems.append(_problem(doc, path, f"must be <= {schema['maximum']}, got {value}"))
+
+def _any_of(err, path: tuple, out: list) -> None:
+    """An anyOf failure: the errors of the branch whose type matched, else what was expected."""
+    branches = err.validator_value
+    by_branch: dict[int, list] = {}
+    for sub in err.context:
+        by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+    best = None
+    for i, sub in enumerate(branches):
+        if best is None or (_type_matches(err.instance, sub) and not _type_matches(err.instance, branches[best])):
+            best = i
+    custom = _custom(err.schema, err.instance)
+    if best is not None and _type_matches(err.instance, branches[best]):
+        found: list = []
+        for sub in by_branch.get(best, []):
+            _translate(sub, found)
+        for p, msg, key in found:
+            # The anyOf's own message replaces its branch's messages about this same value.
+            out.append((p, custom, False) if custom and p == path and not key else (p, msg, key))
+        return
+    wanted = " or ".join(_expect(s) for s in branches)
+    out.append((path, custom or f"expected {wanted}, got {describe(err.instance)}", False))
+
+
+def _type_ok(value, t) -> bool:
+    if isinstance(t, list):
+        return any(_type_ok(value, x) for x in t)
+    if t == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if t == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, {"object": dict, "array": list, "string": str, "boolean": bool,
+                              "null": type(None)}[t])
 
 
 def _type_matches(value, schema) -> bool:
@@ -204,5 +281,48 @@ def _type_matches(value, schema) -> bool:
 
 def _expect(schema) -> str:
     if "enum" in schema:
-        return "one of " + ", ".join(str(e) for e in schema["enum"])
+        return "one of " + ", ".join(show(e) for e in schema["enum"])
     return _ARTICLE.get(schema.get("type", ""), "a value")
+
+
+# ---------------------------------------------------------------- what JSON Schema cannot say
+
+def _non_finite(value, path: tuple):
+    """NaN and infinities (YAML's .nan, .inf) are refused wherever a number may go."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield (path, f"expected a finite number, got {value}", False)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, path + (i,))
+
+
+def _python_checks(doc: dict, bad: set) -> list:
+    """Cron expressions and each kind's workload rules, where the schema found nothing wrong."""
+    if not isinstance(doc, dict):
+        return []
+    out: list = []
+    sched = doc.get("schedule")
+    if isinstance(sched, str) and sched and ("schedule",) not in bad:
+        from ..cron_expr import CronError, check as check_cron
+
+        try:
+            check_cron(sched, fires=False)
+        except CronError as e:
+            out.append((("schedule",), f"'{sched}' is not a cron expression cron can run: {e}", False))
+    mod = spec.KINDS.get(doc.get("kind"))
+    wl = doc.get("workload")
+    if mod is None or not isinstance(wl, dict) or "entrypoint" in wl:
+        return out
+    under = lambda p: any(b[:len(p)] == p for b in bad)  # noqa: E731
+    fields: list = []
+    for key, check in mod.FIELD_CHECKS.items():
+        if key in wl and not under(("workload", key)):
+            fields.extend((("workload", key) + sub, msg, k) for sub, msg, k in check(wl[key]))
+    out.extend(fields)
+    if not under(("workload",)) and not fields:
+        out.extend((("workload",) + sub, msg, k)
+                   for sub, msg, k in mod.extra(wl, spec.with_defaults(wl, mod.FIELDS)))
+    return out

@@ -9,9 +9,10 @@
   (`rayctl.workloads.train|tune|batch_infer|serve`) builds the spec from its own
   settings and runs as `python -m rayctl.workloads.<module>` on the cluster.
 
-Importing this module registers the recipe checks (`recipe.WORKLOAD_CHECKS`) for every
-kind: user-code fields are checked here; built-in settings by the kind module's
-`check_workload(doc, problems)` when it defines one. Nothing here imports Ray.
+The fields of every kind's `workload:` (built-in settings and the user-code form) are
+declared once in `rayctl.workloads.spec`, which the recipe validator reads. Nothing
+in this package imports the launcher side (rayctl.recipe, cli, launch, planner), and
+nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, Problem, RecipeError
+from .spec import USER_CODE_KEYS  # noqa: F401  (the user-code form's keys)
 
 MODULES = {"train": "train", "tune": "tune", "batch-infer": "batch_infer", "serve": "serve"}
-USER_CODE_KEYS = ("entrypoint", "working_dir", "pip", "env", "entrypoint_num_cpus", "entrypoint_num_gpus")
 
 
 @dataclass
@@ -151,107 +152,6 @@ def _env_str(v) -> str:
 
 def _fail(recipe, path: tuple, message: str):
     """A RecipeError at `path` in the recipe file, with its line and column."""
-    from ..recipe.yamlsafe import Fail, dotted, load
-
-    line = col = None
-    try:
-        with open(recipe.path, "rb") as f:
-            line, col = load(f.read()).where(path)
-    except (OSError, Fail):
-        pass
-    raise RecipeError(recipe.path, [Problem(message, field=dotted(path), line=line, column=col)])
-
-
-def check_user_code(doc, problems: list) -> None:
-    """Recipe check for a user-code workload (types and shapes; paths are checked at launch)."""
-    from ..recipe.yamlsafe import dotted
-
-    w = doc.value.get("workload") or {}
-
-    def problem(path: tuple, msg: str, key: bool = False) -> None:
-        line, col = doc.where(("workload",) + path, key=key)
-        problems.append(Problem(msg, field=dotted(("workload",) + path), line=line, column=col))
-
-    for k in w:
-        if k not in USER_CODE_KEYS:
-            import difflib
-
-            close = difflib.get_close_matches(str(k), USER_CODE_KEYS, n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; a workload with an entrypoint takes: " \
-                                                                  f"{', '.join(USER_CODE_KEYS)}"
-            problem((k,), f"unknown field '{k}' for your own code (workload.entrypoint is set){hint}", key=True)
-    ep = w.get("entrypoint")
-    if not isinstance(ep, str) or not ep.strip():
-        problem(("entrypoint",), "expected the command to run, e.g. \"python train.py --epochs 3\"")
-    wd = w.get("working_dir")
-    if wd is not None and (not isinstance(wd, str) or not wd.strip()):
-        problem(("working_dir",), "expected a directory path (relative to the recipe file)")
-    pip = w.get("pip")
-    if pip is not None:
-        if isinstance(pip, list):
-            for i, item in enumerate(pip):
-                if not isinstance(item, str) or not item.strip():
-                    problem(("pip", i), "expected a pip requirement string, e.g. \"requests>=2\"")
-        elif not (isinstance(pip, str) and pip.strip()):
-            problem(("pip",), "expected a list of pip requirements or a requirements.txt path")
-    env = w.get("env")
-    if env is not None:
-        if not isinstance(env, dict):
-            problem(("env",), "expected a mapping of environment variable names to values")
-        else:
-            for k, v in env.items():
-                if not isinstance(k, str) or not k or "=" in k or "\x00" in k:
-                    problem(("env", k), f"'{k}' is not a valid environment variable name", key=True)
-                elif isinstance(v, (dict, list)) or v is None:
-                    problem(("env", k), "expected a string, number or boolean value")
-    for k in ("entrypoint_num_cpus", "entrypoint_num_gpus"):
-        v = w.get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
-            problem((k,), f"expected a number >= 0, got {v!r}")
-
-
-check_user_workload = check_user_code  # the name the built-in checks look up for user-code sections
-
-_BUILTIN_CHECKS: dict = {}  # kind -> check a kind module put in recipe.WORKLOAD_CHECKS itself
-
-
-def check_workload(doc, problems: list) -> None:
-    """The recipe check for every kind: user code here, built-in settings in the kind module.
-
-    A kind module may define `check_workload(doc, problems)`, or register its check in
-    `recipe.WORKLOAD_CHECKS` when imported; either way user-code workloads come here.
-    """
-    w = doc.value.get("workload")
-    if is_user_code(w):
-        check_user_code(doc, problems)
-        return
-    kind = doc.value.get("kind")
-    modname = MODULES.get(kind)
-    if not modname:
-        return
-    try:
-        mod = importlib.import_module(f"{__name__}.{modname}")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__name__}.{modname}":
-            raise
-        return  # no built-in runner in this install: job_spec says so at launch
-    _register()  # the module may have put its own check in the registry on import
-    check = _BUILTIN_CHECKS.get(kind) or getattr(mod, "check_workload", None)
-    if check is not None and not getattr(check, "_rayctl_dispatch", False):
-        check(doc, problems)
-
-
-check_workload._rayctl_dispatch = True  # type: ignore[attr-defined]
-
-
-def _register() -> None:
-    from .. import recipe as recipe_mod
-
-    for kind in MODULES:
-        existing = recipe_mod.WORKLOAD_CHECKS.get(kind)
-        if existing is not None and not getattr(existing, "_rayctl_dispatch", False):
-            _BUILTIN_CHECKS[kind] = existing
-        recipe_mod.WORKLOAD_CHECKS[kind] = check_workload
-
-
-_register()
+    where = getattr(recipe, "where", None)
+    line, col = where(path) if where is not None else (None, None)
+    raise RecipeError(recipe.path, [Problem(message, field=".".join(map(str, path)), line=line, column=col)])

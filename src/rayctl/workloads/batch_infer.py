@@ -26,84 +26,8 @@ import threading
 import time
 
 from . import common, demo_model, output, report
-from .common import Field
-
-KIND = "batch-infer"
-FORMATS = ("jsonl", "parquet", "csv")
-_EXT = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
-        ".csv": "csv"}
-
-
-def _check_concurrency(doc, path, value, problems) -> None:
-    ok = (isinstance(value, int) and not isinstance(value, bool) and value >= 1) or (
-        isinstance(value, list) and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value) and 1 <= value[0] <= value[1])
-    if not ok:
-        problems.append(common.problem(doc, path, "concurrency is a whole number >= 1 (model replicas) or "
-                                                  f"[min, max] for an autoscaling pool, got {common._describe(value)}"))
-
-
-FIELDS: dict[str, Field] = {
-    "input": Field("str", None, "prompts: a JSONL, Parquet or CSV file or folder; local path (relative to the "
-                                "recipe) or s3://...", required=True),
-    "output": Field("str", None, "folder the results are written to; local path (relative to the recipe) or s3://...",
-                    required=True),
-    "input_format": Field("choice", "auto", "auto (from the file extension), jsonl, parquet or csv",
-                          choices=("auto",) + FORMATS),
-    "output_format": Field("choice", "jsonl", "jsonl, parquet or csv", choices=FORMATS),
-    "overwrite": Field("bool", True, "replace the files an earlier run of this recipe wrote there (listed in the "
-                                     "folder's .rayctl-manifest.json); false: refuse a non-empty folder. A folder "
-                                     "holding any other file is always refused"),
-    "prompt_column": Field("str", "prompt", "input column holding the prompt text"),
-    "model": Field("str", common.DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a "
-                                             "Hugging Face id"),
-    "engine": Field("choice", "auto", "auto, transformers or vllm", choices=("auto", "transformers", "vllm")),
-    "batch_size": Field("int", 32, "prompts per model call", minimum=1, maximum=100000),
-    "concurrency": Field("any", 1, "model replicas (actors), or [min, max] to autoscale", check=_check_concurrency),
-    "max_new_tokens": Field("int", 32, "tokens generated per prompt at most", minimum=1, maximum=32768),
-    "temperature": Field("number", 0.0, "sampling temperature; 0 is greedy", minimum=0),
-    "top_p": Field("number", 1.0, "nucleus sampling mass", above=0, maximum=1),
-    "num_cpus": Field("number", None, "CPUs reserved per transformers replica (default: min(1, (cluster CPUs - 1) / "
-                                      "replicas): one CPU stays free for Ray Data's read/repartition/write tasks)",
-                      above=0),
-    "num_gpus": Field("any", "auto", "GPUs per transformers replica: auto (1 when the cluster has a GPU per replica, "
-                                     "else 0) or a number; vLLM sizes its own GPUs from engine_kwargs",
-                      check=common.check_auto_number),
-    "threads": Field("int", None, "torch threads per transformers replica (default: cluster CPUs / replicas)",
-                     minimum=1),
-    "limit": Field("int", None, "process only the first N rows", minimum=1),
-    "engine_kwargs": Field("mapping", None, "extra vLLM engine arguments (engine vllm only), e.g. "
-                                            "{tensor_parallel_size: 2, max_model_len: 4096}"),
-    "stall_timeout_s": Field("number", 600, "fail when no row completes for this many seconds", above=0),
-}
-
-
-def _check_extra(doc, wl: dict, problems: list) -> None:
-    fmt = wl["input_format"]
-    if fmt == "auto" and not common.is_uri(wl["input"]) and _format_of(wl["input"]) is None:
-        # A folder (or an extension-less file): the format must be said.
-        if not _looks_like_dir(wl["input"]):
-            problems.append(common.problem(doc, ("workload", "input"),
-                                           f"cannot tell the format of '{wl['input']}' from its extension; "
-                                           f"name it .jsonl, .parquet or .csv or set input_format"))
-    if wl.get("engine_kwargs") and wl["engine"] == "transformers":
-        problems.append(common.problem(doc, ("workload", "engine_kwargs"),
-                                       "engine_kwargs are vLLM engine arguments; engine is transformers"))
-
-
-def _looks_like_dir(p: str) -> bool:
-    return p.endswith("/") or os.path.splitext(p)[1] == ""
-
-
-def _format_of(path: str) -> str | None:
-    p = path.lower().rstrip("/")
-    for suffix in (".gz", ".zst", ".br", ".lz4"):
-        if p.endswith(suffix):
-            p = p[: -len(suffix)]
-    return _EXT.get(os.path.splitext(p)[1])
-
-
-_check = common.register(KIND, FIELDS, extra=_check_extra)
+from .spec.batch_infer import EXT as _EXT, FIELDS, FORMATS, KIND  # noqa: F401  (the one definition)
+from .spec.batch_infer import format_of as _format_of, looks_like_dir as _looks_like_dir  # noqa: F401
 
 
 def settings(recipe) -> dict:

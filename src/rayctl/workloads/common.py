@@ -2,7 +2,7 @@
 
 Two sides use this module:
 
-* the client (`job_spec`, recipe validation): turns a recipe's `workload:` section into
+* the client (`job_spec`): turns a recipe's (already validated) `workload:` section into
   a JSON payload with every default filled in and every relative path resolved against
   the recipe file, and builds the `JobSpec` that carries it to the cluster in the
   environment variable `RAYCTL_WORKLOAD`;
@@ -10,35 +10,25 @@ Two sides use this module:
   waits (bounded) for the CPUs/GPUs it needs, and fails with a one-line message when
   it cannot run.
 
-Only the standard library is imported at module level: `rayctl validate` and
-`rayctl plan` load this file.
+The fields themselves (types, defaults, docs) are declared in `rayctl.workloads.spec`.
+Only the standard library is imported at module level.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-import re
 import shlex
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from .spec.base import COMMON_DOC, COMMON_FIELDS, DEMO_MODEL, is_uri, with_defaults  # noqa: F401
 
 ENV = "RAYCTL_WORKLOAD"
 PAYLOAD_VERSION = 1
 MODULES = {"train": "train", "tune": "tune", "batch-infer": "batch_infer", "serve": "serve"}
-DEMO_MODEL = "rayctl-demo"
-# Keys of the user-code form of `workload:` (handled by rayctl.workloads, not here).
-USER_CODE_KEYS = ("entrypoint", "working_dir")
-# Keys every built-in accepts besides its own.
-COMMON_DOC = {
-    "env": "environment variables for the job and its workers (mapping of strings)",
-    "pip": "extra pip packages installed into the job's runtime environment",
-    "resource_timeout_s": "seconds to wait for the CPUs/GPUs the workload needs before failing",
-}
 
 
 class WorkloadError(Exception):
@@ -46,13 +36,6 @@ class WorkloadError(Exception):
 
 
 # ---------------------------------------------------------------- paths and homes
-
-_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
-
-
-def is_uri(path: str) -> bool:
-    return bool(_URI.match(str(path)))
-
 
 def rayctl_home() -> Path:
     return Path(os.environ.get("RAYCTL_HOME") or Path.home() / ".rayctl").expanduser()
@@ -80,180 +63,11 @@ def package_dir() -> str:
     return str(Path(rayctl.__file__).resolve().parent)
 
 
-# ---------------------------------------------------------------- workload fields
-
-@dataclass(frozen=True)
-class Field:
-    """One key of a workload section: its type, default and documentation."""
-
-    kind: str  # int | number | bool | str | choice | list | mapping | any
-    default: Any = None
-    doc: str = ""
-    required: bool = False
-    choices: tuple = ()
-    minimum: float | None = None
-    above: float | None = None  # exclusive minimum
-    maximum: float | None = None
-    check: Callable | None = None  # fn(doc, path, value, problems) for structured values
-
-
-COMMON_FIELDS: dict[str, Field] = {
-    "env": Field("mapping", None, COMMON_DOC["env"]),
-    "pip": Field("list", None, COMMON_DOC["pip"]),
-    "resource_timeout_s": Field("number", 120, COMMON_DOC["resource_timeout_s"], above=0),
-}
-
-
-def _describe(value) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, (int, float)):
-        return f"number {value}"
-    s = str(value)
-    return f"string '{s[:60]}{'...' if len(s) > 60 else ''}'"
-
-
-def problem(doc, path: tuple, message: str, key: bool = False):
-    from ..errors import Problem
-    from ..recipe.yamlsafe import dotted
-
-    line, col = doc.where(path, key=key)
-    return Problem(message, field=dotted(path), line=line, column=col)
-
-
-def check_value(doc, path: tuple, value, f: Field, problems: list) -> None:
-    """Append problems for one value against its Field."""
-    k = f.kind
-    ok = True
-    if k == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        want = "a whole number"
-    elif k == "number":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        want = "a number"
-    elif k == "bool":
-        ok = isinstance(value, bool)
-        want = "true or false"
-    elif k == "str":
-        ok = isinstance(value, str) and value.strip() != ""
-        want = "a non-empty string"
-    elif k == "list":
-        ok = isinstance(value, list)
-        want = "a list"
-    elif k == "mapping":
-        ok = isinstance(value, dict)
-        want = "a mapping"
-    elif k == "choice":
-        if value not in f.choices or any(isinstance(value, bool) != isinstance(c, bool)
-                                         for c in f.choices if c == value):
-            opts = ", ".join(_show(c) for c in f.choices)
-            close = difflib.get_close_matches(str(value), [str(c) for c in f.choices], n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            problems.append(problem(doc, path, f"{_describe(value)} is not one of: {opts}{hint}"))
-        return
-    else:
-        want = ""
-    if not ok:
-        problems.append(problem(doc, path, f"expected {want}, got {_describe(value)}"))
-        return
-    if k in ("int", "number"):
-        if f.minimum is not None and value < f.minimum:
-            problems.append(problem(doc, path, f"must be >= {f.minimum}, got {value}"))
-        if f.above is not None and value <= f.above:
-            problems.append(problem(doc, path, f"must be > {f.above}, got {value}"))
-        if f.maximum is not None and value > f.maximum:
-            problems.append(problem(doc, path, f"must be <= {f.maximum}, got {value}"))
-    if k == "mapping" and path[-1] == "env":
-        for name, v in value.items():
-            if not isinstance(v, (str, int, float)) or isinstance(v, bool):
-                problems.append(problem(doc, path + (name,), f"environment values are strings, got {_describe(v)}"))
-    if k == "list" and path[-1] == "pip":
-        for i, v in enumerate(value):
-            if not isinstance(v, str) or not v.strip():
-                problems.append(problem(doc, path + (i,), f"expected a package requirement string, got {_describe(v)}"))
-    if f.check is not None:
-        f.check(doc, path, value, problems)
-
-
-def check_auto_number(doc, path, value, problems) -> None:
-    """`auto` or a number >= 0 (GPU counts that default to what the cluster has)."""
-    if value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
-        return
-    problems.append(problem(doc, path, f"expected auto or a number >= 0, got {_describe(value)}"))
-
-
 def gpus_per_replica(setting, replicas: int, total_gpus: float) -> float:
     """Resolve a per-replica GPU setting: auto -> 1 when the cluster has a GPU per replica, else 0."""
     if setting in (None, "auto"):
         return 1.0 if total_gpus >= max(1, replicas) else 0.0
     return float(setting)
-
-
-def _show(c) -> str:
-    return str(c).lower() if isinstance(c, bool) else str(c)
-
-
-def check_section(doc, kind: str, fields: dict[str, Field], problems: list) -> None:
-    """Strict check of `workload:` for a built-in runner (unknown keys are errors)."""
-    wl = doc.value.get("workload")
-    path = ("workload",)
-    if wl is None:
-        wl = {}
-    if not isinstance(wl, dict):
-        return  # the schema already reported it
-    if "entrypoint" in wl:
-        # User code: its keys belong to rayctl.workloads (the launch side).
-        from .. import workloads as wmod
-
-        hook = getattr(wmod, "check_user_workload", None)
-        if hook is not None:
-            hook(doc, problems)
-        return
-    allowed = {**fields, **COMMON_FIELDS}
-    for key, value in wl.items():
-        if key not in allowed:
-            if key in USER_CODE_KEYS:
-                msg = (f"'{key}' belongs to user code, which needs 'entrypoint' (e.g. entrypoint: python main.py); "
-                       f"the built-in {kind} runner does not take it")
-            else:
-                close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
-                hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(allowed)}"
-                msg = f"unknown field '{key}' for the built-in {kind} workload{hint}"
-            problems.append(problem(doc, path + (key,), msg, key=True))
-            continue
-        check_value(doc, path + (key,), value, allowed[key], problems)
-    for key, f in fields.items():
-        if f.required and key not in wl:
-            problems.append(problem(doc, path, f"required field '{key}' is missing from the {kind} workload"
-                                    + (f" ({f.doc})" if f.doc else "")))
-
-
-def with_defaults(workload: dict, fields: dict[str, Field]) -> dict:
-    out = {k: f.default for k, f in {**fields, **COMMON_FIELDS}.items()}
-    out.update({k: v for k, v in (workload or {}).items() if v is not None or k not in out})
-    return out
-
-
-def register(kind: str, fields: dict[str, Field], extra: Callable | None = None) -> Callable:
-    """Register the strict check of `kind` in `rayctl.recipe.WORKLOAD_CHECKS`."""
-    from .. import recipe as recipe_mod
-
-    def check(doc, problems: list) -> None:
-        before = len(problems)
-        check_section(doc, kind, fields, problems)
-        wl = doc.value.get("workload") or {}
-        if extra is not None and isinstance(wl, dict) and "entrypoint" not in wl and len(problems) == before:
-            extra(doc, with_defaults(wl, fields), problems)
-
-    check.fields = fields  # type: ignore[attr-defined]
-    recipe_mod.WORKLOAD_CHECKS[kind] = check
-    return check
 
 
 # ---------------------------------------------------------------- the job spec

@@ -30,80 +30,11 @@ import urllib.error
 import urllib.request
 
 from . import common, demo_model, report
-from .common import Field
+from .spec.serve import AUTOSCALING_KEYS, FIELDS, KIND  # noqa: F401  (the one definition of the fields)
 
-KIND = "serve"
 ENV_HOST = "RAYCTL_SERVE_HOST"
 ENV_PORT = "RAYCTL_SERVE_PORT"
 DEFAULT_PORT = 8000
-AUTOSCALING_KEYS = {
-    "min_replicas": "fewest replicas (may be 0: scale to zero when idle)",
-    "max_replicas": "most replicas",
-    "initial_replicas": "replicas at start (default: min_replicas)",
-    "target_ongoing_requests": "requests in flight per replica the autoscaler aims for",
-    "upscale_delay_s": "seconds of high load before adding a replica",
-    "downscale_delay_s": "seconds of low load before removing a replica",
-}
-
-
-def _check_autoscaling(doc, path, value, problems) -> None:
-    import difflib
-
-    rules = {"min_replicas": Field("int", minimum=0), "max_replicas": Field("int", minimum=1),
-             "initial_replicas": Field("int", minimum=0), "target_ongoing_requests": Field("number", above=0),
-             "upscale_delay_s": Field("number", minimum=0), "downscale_delay_s": Field("number", minimum=0)}
-    for key, v in value.items():
-        if key not in rules:
-            close = difflib.get_close_matches(str(key), list(rules), n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(rules)}"
-            problems.append(common.problem(doc, path + (key,), f"unknown autoscaling field '{key}'{hint}", key=True))
-            continue
-        common.check_value(doc, path + (key,), v, rules[key], problems)
-    lo, hi = value.get("min_replicas", 1), value.get("max_replicas")
-    if "max_replicas" not in value:
-        problems.append(common.problem(doc, path, "autoscaling needs max_replicas"))
-    elif all(isinstance(x, int) and not isinstance(x, bool) for x in (lo, hi)) and lo > hi:
-        problems.append(common.problem(doc, path + ("min_replicas",),
-                                       f"min_replicas ({lo}) is above max_replicas ({hi})"))
-
-
-FIELDS: dict[str, Field] = {
-    "model": Field("str", common.DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a "
-                                             "Hugging Face id"),
-    "replicas": Field("int", 1, "fixed number of replicas (leave out when using autoscaling)", minimum=1,
-                      maximum=1000),
-    "autoscaling": Field("mapping", None, "min_replicas, max_replicas, target_ongoing_requests, ... "
-                                          "(replaces replicas)", check=_check_autoscaling),
-    "num_cpus": Field("number", 0.25, "CPUs reserved per replica (small by default so a replica never starves "
-                                      "training jobs on the same cluster)", above=0),
-    "num_gpus": Field("any", "auto", "GPUs per replica: auto (1 when the cluster has a GPU per replica, else 0) "
-                                     "or a number", check=common.check_auto_number),
-    "threads": Field("int", None, "torch threads per replica on CPU (default: max(1, num_cpus))", minimum=1),
-    "max_tokens": Field("int", 64, "completion tokens when a request does not say", minimum=1, maximum=32768),
-    "max_tokens_limit": Field("int", 512, "most completion tokens a request may ask for", minimum=1,
-                              maximum=32768),
-    "max_ongoing_requests": Field("int", 8, "requests a replica accepts at once", minimum=1),
-    "route_prefix": Field("str", "/", "HTTP path prefix of the app"),
-    "app_name": Field("str", None, "Serve application name (default: the recipe name)"),
-    "ready_timeout_s": Field("number", 300, "seconds to wait for the replicas to come up before failing", above=0),
-}
-
-
-def _check_extra(doc, wl: dict, problems: list) -> None:
-    raw = doc.value.get("workload") or {}
-    if "replicas" in raw and "autoscaling" in raw:
-        problems.append(common.problem(doc, ("workload", "autoscaling"),
-                                       "give either replicas or autoscaling, not both", key=True))
-    if not str(wl["route_prefix"]).startswith("/"):
-        problems.append(common.problem(doc, ("workload", "route_prefix"),
-                                       f"route_prefix starts with '/', got '{wl['route_prefix']}'"))
-    if wl["max_tokens"] > wl["max_tokens_limit"]:
-        problems.append(common.problem(doc, ("workload", "max_tokens"),
-                                       f"max_tokens ({wl['max_tokens']}) is above max_tokens_limit "
-                                       f"({wl['max_tokens_limit']})"))
-
-
-_check = common.register(KIND, FIELDS, extra=_check_extra)
 
 
 def settings(recipe) -> dict:

@@ -12,29 +12,7 @@ Run on a cluster as `python -m rayctl.workloads.train` with $RAYCTL_WORKLOAD set
 from __future__ import annotations
 
 from . import common, report
-from .common import Field
-
-KIND = "train"
-FIELDS: dict[str, Field] = {
-    "workers": Field("int", 2, "number of training workers (Ray Train data-parallel ranks)", minimum=1,
-                     maximum=1024),
-    "use_gpu": Field("choice", "auto", "true, false, or auto (use GPUs when the cluster has one per worker)",
-                     choices=("auto", True, False)),
-    "cpus_per_worker": Field("number", 1, "CPUs reserved per worker (fractions allowed, e.g. 0.5)", above=0),
-    "gpus_per_worker": Field("number", 1, "GPUs per worker when GPUs are used", above=0),
-    "epochs": Field("int", 5, "epochs to train in total (a resumed run trains only the missing ones)",
-                    minimum=1),
-    "batch_size": Field("int", 64, "examples per step per worker", minimum=1),
-    "lr": Field("number", 1e-3, "learning rate (Adam)", above=0),
-    "hidden": Field("int", 64, "width of the demo MLP's hidden layers", minimum=1),
-    "layers": Field("int", 2, "hidden layers of the demo MLP", minimum=1, maximum=64),
-    "samples": Field("int", 4096, "size of the synthetic dataset (80% train, 20% validation)", minimum=100),
-    "storage": Field("str", None, "where checkpoints go: a local path (relative to the recipe) or s3://bucket/path; "
-                                  "default $RAYCTL_HOME/checkpoints"),
-    "keep_checkpoints": Field("int", 2, "checkpoints kept (older ones are deleted)", minimum=1),
-    "max_failures": Field("int", 0, "worker-group failures retried from the latest checkpoint", minimum=0),
-}
-_check = common.register(KIND, FIELDS)
+from .spec.train import FIELDS, KIND  # noqa: F401  (the one definition of the fields)
 
 
 def settings(recipe) -> dict:

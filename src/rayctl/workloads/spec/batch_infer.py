@@ -1,0 +1,81 @@
+"""Fields of the built-in `batch-infer` workload (see docs/workloads.md)."""
+
+from __future__ import annotations
+
+import os
+
+from .base import DEMO_MODEL, auto_or_number, boolean, choice, describe, integer, is_uri, mapping, number, string
+
+KIND = "batch-infer"
+FORMATS = ("jsonl", "parquet", "csv")
+EXT = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
+       ".csv": "csv"}
+_CONCURRENCY = ("concurrency is a whole number >= 1 (model replicas) or [min, max] for an autoscaling pool, "
+                "got {got}")
+
+FIELDS: dict[str, dict] = {
+    "input": string(None, "prompts: a JSONL, Parquet or CSV file or folder; local path (relative to the "
+                          "recipe) or s3://..."),
+    "output": string(None, "folder the results are written to; local path (relative to the recipe) or s3://..."),
+    "input_format": choice(("auto",) + FORMATS, "auto", "auto (from the file extension), jsonl, parquet or csv"),
+    "output_format": choice(FORMATS, "jsonl", "jsonl, parquet or csv"),
+    "overwrite": boolean(True, "replace the files an earlier run of this recipe wrote there (listed in the "
+                               "folder's .rayctl-manifest.json); false: refuse a non-empty folder. A folder "
+                               "holding any other file is always refused"),
+    "prompt_column": string("prompt", "input column holding the prompt text"),
+    "model": string(DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a Hugging Face id"),
+    "engine": choice(("auto", "transformers", "vllm"), "auto", "auto, transformers or vllm"),
+    "batch_size": integer(32, "prompts per model call", minimum=1, maximum=100000),
+    "concurrency": {"anyOf": [{"type": "integer", "minimum": 1},
+                              {"type": "array", "items": {"type": "integer", "x-error": _CONCURRENCY},
+                               "minItems": 2, "maxItems": 2}],
+                    "default": 1, "description": "model replicas (actors), or [min, max] to autoscale",
+                    "x-error": _CONCURRENCY},
+    "max_new_tokens": integer(32, "tokens generated per prompt at most", minimum=1, maximum=32768),
+    "temperature": number(0.0, "sampling temperature; 0 is greedy", minimum=0),
+    "top_p": number(1.0, "nucleus sampling mass", above=0, maximum=1),
+    "num_cpus": number(None, "CPUs reserved per transformers replica (default: min(1, (cluster CPUs - 1) / "
+                             "replicas): one CPU stays free for Ray Data's read/repartition/write tasks)", above=0),
+    "num_gpus": auto_or_number("auto", "GPUs per transformers replica: auto (1 when the cluster has a GPU per "
+                                       "replica, else 0) or a number; vLLM sizes its own GPUs from engine_kwargs"),
+    "threads": integer(None, "torch threads per transformers replica (default: cluster CPUs / replicas)", minimum=1),
+    "limit": integer(None, "process only the first N rows", minimum=1),
+    "engine_kwargs": mapping(None, "extra vLLM engine arguments (engine vllm only), e.g. "
+                                   "{tensor_parallel_size: 2, max_model_len: 4096}"),
+    "stall_timeout_s": number(600, "fail when no row completes for this many seconds", above=0),
+}
+REQUIRED = ("input", "output")
+
+
+def _check_concurrency(value) -> list:
+    if isinstance(value, list) and not 1 <= value[0] <= value[1]:
+        return [((), _CONCURRENCY.format(got=describe(value)), False)]
+    return []
+
+
+FIELD_CHECKS = {"concurrency": _check_concurrency}
+
+
+def extra(raw: dict, wl: dict) -> list:
+    out = []
+    fmt = wl["input_format"]
+    if fmt == "auto" and not is_uri(wl["input"]) and format_of(wl["input"]) is None:
+        # A folder (or an extension-less file): the format must be said.
+        if not looks_like_dir(wl["input"]):
+            out.append((("input",), f"cannot tell the format of '{wl['input']}' from its extension; "
+                                    f"name it .jsonl, .parquet or .csv or set input_format", False))
+    if wl.get("engine_kwargs") and wl["engine"] == "transformers":
+        out.append((("engine_kwargs",), "engine_kwargs are vLLM engine arguments; engine is transformers", False))
+    return out
+
+
+def looks_like_dir(p: str) -> bool:
+    return p.endswith("/") or os.path.splitext(p)[1] == ""
+
+
+def format_of(path: str) -> str | None:
+    p = path.lower().rstrip("/")
+    for suffix in (".gz", ".zst", ".br", ".lz4"):
+        if p.endswith(suffix):
+            p = p[: -len(suffix)]
+    return EXT.get(os.path.splitext(p)[1])

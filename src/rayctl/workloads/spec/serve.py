@@ -1,0 +1,65 @@
+"""Fields of the built-in `serve` workload (see docs/workloads.md)."""
+
+from __future__ import annotations
+
+from .base import DEMO_MODEL, auto_or_number, integer, mapping, number, string
+
+KIND = "serve"
+AUTOSCALING_KEYS = {
+    "min_replicas": "fewest replicas (may be 0: scale to zero when idle)",
+    "max_replicas": "most replicas",
+    "initial_replicas": "replicas at start (default: min_replicas)",
+    "target_ongoing_requests": "requests in flight per replica the autoscaler aims for",
+    "upscale_delay_s": "seconds of high load before adding a replica",
+    "downscale_delay_s": "seconds of low load before removing a replica",
+}
+_AUTOSCALING = {
+    "min_replicas": integer(None, AUTOSCALING_KEYS["min_replicas"], minimum=0),
+    "max_replicas": integer(None, AUTOSCALING_KEYS["max_replicas"], minimum=1),
+    "initial_replicas": integer(None, AUTOSCALING_KEYS["initial_replicas"], minimum=0),
+    "target_ongoing_requests": number(None, AUTOSCALING_KEYS["target_ongoing_requests"], above=0),
+    "upscale_delay_s": number(None, AUTOSCALING_KEYS["upscale_delay_s"], minimum=0),
+    "downscale_delay_s": number(None, AUTOSCALING_KEYS["downscale_delay_s"], minimum=0),
+}
+
+FIELDS: dict[str, dict] = {
+    "model": string(DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a Hugging Face id"),
+    "replicas": integer(1, "fixed number of replicas (leave out when using autoscaling)", minimum=1, maximum=1000),
+    "autoscaling": mapping(None, "min_replicas, max_replicas, target_ongoing_requests, ... (replaces replicas)",
+                           properties=_AUTOSCALING, additionalProperties=False, required=["max_replicas"],
+                           **{"x-unknown": {"what": "autoscaling field"}, "x-missing": "autoscaling needs {key}"}),
+    "num_cpus": number(0.25, "CPUs reserved per replica (small by default so a replica never starves "
+                             "training jobs on the same cluster)", above=0),
+    "num_gpus": auto_or_number("auto", "GPUs per replica: auto (1 when the cluster has a GPU per replica, else 0) "
+                                       "or a number"),
+    "threads": integer(None, "torch threads per replica on CPU (default: max(1, num_cpus))", minimum=1),
+    "max_tokens": integer(64, "completion tokens when a request does not say", minimum=1, maximum=32768),
+    "max_tokens_limit": integer(512, "most completion tokens a request may ask for", minimum=1, maximum=32768),
+    "max_ongoing_requests": integer(8, "requests a replica accepts at once", minimum=1),
+    "route_prefix": string("/", "HTTP path prefix of the app"),
+    "app_name": string(None, "Serve application name (default: the recipe name)"),
+    "ready_timeout_s": number(300, "seconds to wait for the replicas to come up before failing", above=0),
+}
+REQUIRED: tuple = ()
+
+
+def _check_autoscaling(value: dict) -> list:
+    lo, hi = value.get("min_replicas", 1), value["max_replicas"]
+    if lo > hi:
+        return [(("min_replicas",), f"min_replicas ({lo}) is above max_replicas ({hi})", False)]
+    return []
+
+
+FIELD_CHECKS = {"autoscaling": _check_autoscaling}
+
+
+def extra(raw: dict, wl: dict) -> list:
+    out = []
+    if "replicas" in raw and "autoscaling" in raw:
+        out.append((("autoscaling",), "give either replicas or autoscaling, not both", True))
+    if not str(wl["route_prefix"]).startswith("/"):
+        out.append((("route_prefix",), f"route_prefix starts with '/', got '{wl['route_prefix']}'", False))
+    if wl["max_tokens"] > wl["max_tokens_limit"]:
+        out.append((("max_tokens",), f"max_tokens ({wl['max_tokens']}) is above max_tokens_limit "
+                                     f"({wl['max_tokens_limit']})", False))
+    return out
