@@ -222,6 +222,8 @@ def relocate_workload_paths(env_vars: dict, mounts: dict, notes: list) -> None:
         return dest
 
     doc["workload"] = walk(wl)
+    if isinstance(doc["workload"].get("env"), dict):  # secret values never travel in the payload
+        doc["workload"]["env"] = {k: v for k, v in doc["workload"]["env"].items() if not is_secret_name(str(k))}
     env_vars["RAYCTL_WORKLOAD"] = json.dumps(doc, separators=(",", ":"))
 
 
