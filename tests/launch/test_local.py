@@ -47,7 +47,9 @@ def test_launch_user_code_end_to_end(cli, make_recipe, local_cluster, rayctl_hom
     assert f"hello from the job hi-there {rid}" in log and '"type": "metrics"' in log and "done" in log
 
     # A real Ray job, under the id the ledger holds.
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    from rayctl.providers import local
+
+    env = dict(os.environ, **local.ray_env(local_cluster))  # token auth: the CLI reads the token file
     out = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "job", "list", "--address",
                           local_cluster.address], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
