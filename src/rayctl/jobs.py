@@ -141,9 +141,7 @@ def parse_address(address: str, where: str = "--target") -> Address:
     return Address(url=url, host=host, port=port, basic=basic)
 
 
-def redact_url(text: str) -> str:
-    """`text` with the credentials of every `scheme://user:pw@host` in it masked as `scheme://***@host`."""
-    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@", r"\1***@", str(text))
+from .redact import redact_url  # noqa: E402  (re-exported: jobs.redact_url)
 
 
 def _is_loopback(host: str) -> bool:
@@ -368,7 +366,10 @@ def submit(cl, spec, submission_id: str, extra_env: dict | None = None, metadata
         return cl.submit_job(entrypoint=spec.entrypoint, runtime_env=runtime_env or None,
                              submission_id=submission_id, metadata=meta or None, **kw)
     except (RuntimeError, ValueError, OSError) as e:
-        msg = str(e)
+        from .redact import is_secret_name, redact
+
+        # Ray may echo the runtime env back: never a secret value in the message.
+        msg = redact(str(e), tuple(v for k, v in env_vars.items() if is_secret_name(k)))
         if "working_dir" in msg or "py_modules" in msg or "runtime_env" in msg.lower():
             raise InputError(f"Ray refused the job's runtime environment: {msg}") from None
         raise RayctlError(f"submitting the job to {cl._address} failed: {msg}") from None

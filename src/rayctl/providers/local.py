@@ -359,6 +359,11 @@ def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
                     if status:
                         status("a port was taken while starting; retrying with new ports")
                     continue
+                if attempt < 2 and "timed out during startup" in tail:
+                    # A loaded machine: the raylet gives the dashboard agent a fixed 15 s to start.
+                    if status:
+                        status("the Ray head timed out while starting (a busy machine?); retrying")
+                    continue
                 raise RayctlError(f"`ray start --head` failed (exit {rc}); the whole log is {log_path}; its last "
                                   f"errors:\n{tail}")
             deadline = time.monotonic() + READY_TIMEOUT_S
