@@ -93,15 +93,16 @@ def local_cluster():
     $RAYCTL_LOCAL_CLUSTER_DIR, which CLI subprocesses inherit, so each test keeps its
     own RAYCTL_HOME, ledger and logs), and stopped at the end of the session by its
     own processes only (never `ray stop`: other Ray clusters may share this machine).
+    It runs with Ray's token auth on, as every rayctl-owned head does: talk to it with
+    `rayctl.jobs.auth_headers(address)` or `local.ray_env(cluster)`.
     """
     import shutil
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="rayctl-test-", dir="/tmp"))  # short: Ray's socket paths are limited
     cdir = base / "cluster"
-    saved = {k: os.environ.get(k) for k in ("RAYCTL_LOCAL_CLUSTER_DIR", "RAY_AUTH_MODE")}
+    saved = {k: os.environ.get(k) for k in ("RAYCTL_LOCAL_CLUSTER_DIR",)}
     os.environ["RAYCTL_LOCAL_CLUSTER_DIR"] = str(cdir)
-    os.environ["RAY_AUTH_MODE"] = "disabled"
     from rayctl.providers import local
 
     try:

@@ -99,43 +99,119 @@ class Report:
 # ---------------------------------------------------------------------------- connecting
 
 
-def _auth_env(address: str) -> None:
-    """Clients must say which auth mode they use, or Ray may switch token auth on by itself."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    host = urllib.parse.urlparse(address).hostname or ""
-    if host.startswith("127.") or host == "localhost":
-        for k in ("NO_PROXY", "no_proxy"):  # loopback never goes through an HTTP proxy
-            cur = os.environ.get(k, "")
-            if host not in cur.split(","):
-                os.environ[k] = f"{cur},{host}" if cur else host
+@dataclass(frozen=True)
+class Address:
+    """A dashboard URL taken apart: `url` without credentials (safe to print and store), and the
+    credentials from `http://user:pw@host:8265` as an HTTP Basic `Authorization` header."""
+
+    url: str
+    host: str
+    port: int | None
+    basic: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def parse_address(address: str, where: str = "--target") -> Address:
+    """`http(s)://[user:pw@]host[:port][/path]` -> Address; InputError for anything else.
+
+    The error never repeats the credentials.
+    """
+    shown = redact_url(address)
+    try:
+        u = urllib.parse.urlsplit(str(address).strip())
+        port = u.port
+        host = u.hostname
+    except ValueError as e:
+        raise InputError(f"{where}: '{shown}' is not a valid URL ({e}); use an existing Ray cluster's "
+                         "dashboard address such as http://head:8265") from None
+    if u.scheme not in ("http", "https") or not host:
+        raise InputError(f"{where}: '{shown}' is not a Ray dashboard address; use one such as http://head:8265")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    url = urllib.parse.urlunsplit((u.scheme, netloc, u.path.rstrip("/"), "", ""))
+    basic = {}
+    if u.username is not None or u.password is not None:
+        import base64
+
+        cred = f"{urllib.parse.unquote(u.username or '')}:{urllib.parse.unquote(u.password or '')}"
+        basic = {"Authorization": "Basic " + base64.b64encode(cred.encode()).decode()}
+    return Address(url=url, host=host, port=port, basic=basic)
+
+
+from .redact import redact_url  # noqa: E402  (re-exported: jobs.redact_url)
+
+
+def _is_loopback(host: str) -> bool:
+    return host.startswith("127.") or host in ("localhost", "::1")
+
+
+def _local_cluster_for(url: str):
+    """The rayctl-owned local cluster when `url` is its dashboard, else None."""
+    try:
+        from .providers import local as local_provider
+
+        state = local_provider.read_state()
+    except Exception:  # noqa: BLE001 - no local cluster state: not ours
+        return None
+    return state if state is not None and state.address.rstrip("/") == url.rstrip("/") else None
+
+
+def auth_headers(address: str) -> dict:
+    """HTTP headers for a cluster's dashboard / Jobs API.
+
+    - the rayctl-owned local cluster: its Ray auth token (`$RAYCTL_HOME/clusters/local/auth_token`);
+    - otherwise the token from `RAY_AUTH_TOKEN` or the file in `RAY_AUTH_TOKEN_PATH`, when
+      `RAY_AUTH_MODE=token` (an existing cluster with Ray token auth);
+    - credentials in the URL (`http://user:pw@host:8265`, a proxy in front of the dashboard) as
+      HTTP Basic auth; the Ray token then goes in `X-Ray-Authorization` (Ray's dashboard reads it
+      when the proxy passes no `Authorization` on).
+    """
+    a = address if isinstance(address, Address) else parse_address(address)
+    token = None
+    local = _local_cluster_for(a.url)
+    if local is not None:  # rayctl's own head: no proxy in front, only its token counts
+        from .providers import local as local_provider
+
+        return local_provider.auth_headers(local)
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        token = os.environ.get("RAY_AUTH_TOKEN")
+        if not token and os.environ.get("RAY_AUTH_TOKEN_PATH"):
+            try:
+                with open(os.path.expanduser(os.environ["RAY_AUTH_TOKEN_PATH"])) as f:
+                    token = f.read().strip() or None
+            except OSError:
+                token = None
+    headers = dict(a.basic)
+    if token:
+        headers["X-Ray-Authorization" if headers else "Authorization"] = f"Bearer {token}"
+    return headers
 
 
 def _get(address: str, path: str, timeout: float = PROBE_TIMEOUT_S):
-    req = urllib.request.Request(address.rstrip("/") + path, headers=_auth_headers())
-    host = urllib.parse.urlparse(address).hostname or ""
-    handlers = [urllib.request.ProxyHandler({})] if host.startswith("127.") or host == "localhost" else []
+    a = address if isinstance(address, Address) else parse_address(address, "address")
+    req = urllib.request.Request(a.url + path, headers=auth_headers(a))
+    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(a.host) else []
     with urllib.request.build_opener(*handlers).open(req, timeout=timeout) as r:
         return json.loads(r.read().decode() or "null")
 
 
-def _auth_headers() -> dict:
-    token = os.environ.get("RAY_AUTH_TOKEN")
-    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" and token:
-        return {"Authorization": f"Bearer {token}"}
-    return {}
-
-
 def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> dict:
     """The cluster's `/api/version`, or a clear error within `timeout` seconds."""
+    a = parse_address(address, "address")
+    address = a.url  # what errors show: never the credentials
     try:
-        v = _get(address, "/api/version", timeout)
+        v = _get(a, "/api/version", timeout)
     except urllib.error.HTTPError as e:
-        hint = (" The cluster uses token auth: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN."
+        hint = (" The cluster uses token auth: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or "
+                "RAY_AUTH_TOKEN_PATH), or put user:password in the URL for a proxy with basic auth."
                 if e.code in (401, 403) else "")
         raise InputError(f"the Ray cluster at {address} answered HTTP {e.code} on /api/version; is this "
                          f"a Ray dashboard address (http://HEAD:8265)?{hint}") from None
     except (urllib.error.URLError, OSError) as e:
-        why = getattr(e, "reason", e)
+        why = redact_url(getattr(e, "reason", e))
         raise InputError(f"cannot reach a Ray cluster at {address}: {why}. Check the address (the head's "
                          "dashboard, e.g. http://HEAD:8265) and that the cluster is up.") from None
     except ValueError:
@@ -145,9 +221,24 @@ def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> dict:
     return v
 
 
+def _no_proxy_for(host: str) -> None:
+    """Loopback never goes through an HTTP proxy (Ray's client uses `requests`, which reads NO_PROXY)."""
+    if not _is_loopback(host):
+        return
+    for k in ("NO_PROXY", "no_proxy"):
+        cur = os.environ.get(k, "")
+        if host not in cur.split(","):
+            os.environ[k] = f"{cur},{host}" if cur else host
+
+
 def client(address: str):
-    """A Ray `JobSubmissionClient` for `address`, after a fast reachability probe."""
-    _auth_env(address)
+    """A Ray `JobSubmissionClient` for `address`, after a fast reachability probe.
+
+    Auth travels as explicit headers (`auth_headers`): the process's RAY_AUTH_* settings are
+    neither needed nor changed.
+    """
+    a = parse_address(address, "address")
+    _no_proxy_for(a.host)
     probe(address)
     try:
         from ray.job_submission import JobSubmissionClient
@@ -155,9 +246,9 @@ def client(address: str):
         raise InputError("submitting Ray jobs needs Ray: pip install 'rayctl[local]'") from None
     _quiet_ray_logs()
     try:
-        return JobSubmissionClient(address)
+        return JobSubmissionClient(a.url, headers=auth_headers(a) or None)
     except (ConnectionError, RuntimeError) as e:
-        raise InputError(f"cannot use the Ray Jobs API at {address}: {e}") from None
+        raise InputError(f"cannot use the Ray Jobs API at {a.url}: {redact_url(e)}") from None
 
 
 def _quiet_ray_logs() -> None:
@@ -227,7 +318,7 @@ def check_resources(address: str, needs_cpus: float, needs_gpus: float, *, busy_
         return []
     res = cluster_resources(address)
     if res is None:
-        return [f"could not read the cluster's resources at {address}; submitting without a resource check"]
+        return [f"could not read the cluster's resources at {redact_url(address)}; submitting without a resource check"]
     for name, need in (("CPU", needs_cpus), ("GPU", needs_gpus)):
         total = res.get(name, (0.0, 0.0))[1]
         if need and need > total + 1e-9:
@@ -236,7 +327,7 @@ def check_resources(address: str, needs_cpus: float, needs_gpus: float, *, busy_
                    if name == "GPU" else
                    "lower the workload's workers/concurrency, or give the cluster more CPUs (for the local "
                    "cluster: resources.cpus in the recipe or RAYCTL_LOCAL_CPUS, then `rayctl down`)")
-            raise InputError(f"the job needs {_fmt(need)} {name}(s) but the Ray cluster at {address} has {what}; "
+            raise InputError(f"the job needs {_fmt(need)} {name}(s) but the Ray cluster at {redact_url(address)} has {what}; "
                              f"it would wait forever. {fix}.")
     deadline = time.monotonic() + settle_s
     while True:
@@ -248,7 +339,7 @@ def check_resources(address: str, needs_cpus: float, needs_gpus: float, *, busy_
             n, need, (used, total) = short[0]
             raise ResourcesBusy(
                 f"the job needs {_fmt(need)} {n}(s) but only {_fmt(total - used)} of {_fmt(total)} are free on "
-                f"the Ray cluster at {address}; the rest are held by other work{busy_hint}. It would wait "
+                f"the Ray cluster at {redact_url(address)}; the rest are held by other work{busy_hint}. It would wait "
                 "for them; stop that work first (`rayctl stop RUN`) or launch again later.")
         time.sleep(1.0)
         res = cluster_resources(address) or res
@@ -275,7 +366,10 @@ def submit(cl, spec, submission_id: str, extra_env: dict | None = None, metadata
         return cl.submit_job(entrypoint=spec.entrypoint, runtime_env=runtime_env or None,
                              submission_id=submission_id, metadata=meta or None, **kw)
     except (RuntimeError, ValueError, OSError) as e:
-        msg = str(e)
+        from .redact import is_secret_name, redact
+
+        # Ray may echo the runtime env back: never a secret value in the message.
+        msg = redact(str(e), tuple(v for k, v in env_vars.items() if is_secret_name(k)))
         if "working_dir" in msg or "py_modules" in msg or "runtime_env" in msg.lower():
             raise InputError(f"Ray refused the job's runtime environment: {msg}") from None
         raise RayctlError(f"submitting the job to {cl._address} failed: {msg}") from None
@@ -357,7 +451,7 @@ def _check_pending(cl, job_id: str, address: str, waiting_since, now: float, bus
         want = ", ".join(f"{_fmt(v)} {k}" for s in shapes[:3] for k, v in s.items())
         raise ResourcesBusy(
             f"the job waited {now - waiting_since:.0f} s for resources ({want}) that are held by other work on the "
-            f"Ray cluster at {address} ({describe_resources(res)}){busy_hint}; it was stopped ({final}). Stop that "
+            f"Ray cluster at {redact_url(address)} ({describe_resources(res)}){busy_hint}; it was stopped ({final}). Stop that "
             "work first (`rayctl stop RUN`), or launch again later (RAYCTL_BUSY_TIMEOUT sets the wait).")
     return waiting_since
 

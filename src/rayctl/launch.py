@@ -113,10 +113,23 @@ def _n(x) -> str:
 
 
 def check_target(target: str, where: str = "--target") -> str:
+    """The target, checked: local, cloud, or a dashboard URL (which may carry `user:pw@`).
+
+    The URL is returned as given (the credentials are needed to connect); store and print
+    `shown_target(target)` instead.
+    """
     if not isinstance(target, str) or not TARGET_RE.match(target):
-        raise InputError(f"{where}: '{target}' is not a target; use local, cloud, or an existing Ray "
-                         "cluster's dashboard address such as http://head:8265")
-    return target.rstrip("/") if target.startswith("http") else target
+        raise InputError(f"{where}: '{jobs.redact_url(target)}' is not a target; use local, cloud, or an existing "
+                         "Ray cluster's dashboard address such as http://head:8265")
+    if target.startswith("http"):
+        jobs.parse_address(target, where)  # host and port must parse
+        return target.rstrip("/")
+    return target
+
+
+def shown_target(target: str) -> str:
+    """What the ledger stores and rayctl prints for a target: a URL without its credentials."""
+    return jobs.parse_address(target).url if target.startswith("http") else target
 
 
 def launch(recipe, *, target: str | None = None, detach: bool = False, quiet: bool = False,
@@ -154,12 +167,13 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
     logs_dir = rayctl_home() / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = logs_dir / f"{run_id}.log"
-    led.start_run(run_id=run_id, recipe=recipe.name, kind=recipe.kind, target=target, status="pending",
+    shown = shown_target(target)
+    led.start_run(run_id=run_id, recipe=recipe.name, kind=recipe.kind, target=shown, status="pending",
                   recipe_path=str(Path(recipe.path).resolve()) if recipe.path else None,
                   recipe_sha256=recipe.sha256, schedule=schedule or recipe.schedule, log_path=str(log_path),
                   nodes=1, hourly_usd=0.0, spot=False)
     try:
-        rep.stage(f"run {run_id} ({recipe.kind} '{recipe.name}') on {target}")
+        rep.stage(f"run {run_id} ({recipe.kind} '{recipe.name}') on {shown}")
         led.update(run_id, status="provisioning")
         if local:
             from .providers import local as local_provider
@@ -177,8 +191,8 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
         else:
             address, extra_env = target, {}
             v = jobs.probe(address)
-            rep.stage(f"Ray {v.get('ray_version', '?')} cluster at {address}")
-            led.update(run_id, cluster=address, ray_address=address)
+            rep.stage(f"Ray {v.get('ray_version', '?')} cluster at {shown}")
+            led.update(run_id, cluster=shown, ray_address=shown)
             led.open_segment(run_id, cloud=None, nodes=1, hourly_usd_per_node=0.0)
     except KeyboardInterrupt:
         _finish_once(led, run_id, "interrupted", "interrupted (Ctrl-C or SIGTERM) while the cluster was starting")
@@ -191,12 +205,91 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
         raise
     return run_job(led, run_id, address, spec, reporter=rep, detach=detach, extra_env=extra_env,
                    time_limit=recipe.budget.max_hours * 3600 if recipe.budget.max_hours else None,
-                   recipe_name=recipe.name)
+                   recipe_name=recipe.name, secrets_via="file" if local else "runtime_env")
+
+
+# ---------------------------------------------------------------------------- secrets
+
+# Runs as the job's entrypoint on a cluster on this machine: reads the run's secrets file
+# (0600), deletes it, puts the values in the environment and execs the real entrypoint.
+_SECRET_EXEC = """import json, os, sys
+p = sys.argv[1]
+try:
+    f = open(p)
+except FileNotFoundError:
+    sys.exit("rayctl: the job's secrets file " + p + " is gone (read by an earlier start of this job, "
+             "or removed); launch the run again")
+with f:
+    d = json.load(f)
+os.unlink(p)
+os.environ.update(d)
+os.execv("/bin/sh", ["/bin/sh", "-c", sys.argv[2]])
+"""
+
+
+def split_secrets(env_vars: dict) -> tuple[dict, dict]:
+    """(env vars without the secrets, the secrets): names redact.is_secret_name says hold credentials."""
+    from .redact import is_secret_name
+
+    plain = {k: v for k, v in env_vars.items() if not is_secret_name(str(k))}
+    return plain, {k: str(v) for k, v in env_vars.items() if is_secret_name(str(k))}
+
+
+def secrets_dir() -> Path:
+    d = rayctl_home() / "secrets"
+    d.mkdir(parents=True, exist_ok=True)
+    os.chmod(d, 0o700)
+    return d
+
+
+def secrets_file(run_id: str) -> Path:
+    return rayctl_home() / "secrets" / f"{run_id}.json"
+
+
+def _write_secrets_file(run_id: str, secret: dict) -> Path:
+    import json
+
+    path = secrets_dir() / f"{run_id}.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(secret, f)
+    return path
+
+
+def remove_secrets_file(run_id: str) -> None:
+    """Delete the run's secrets file if the job has not (it never started, or was stopped first)."""
+    with contextlib.suppress(OSError):
+        secrets_file(run_id).unlink()
+
+
+def _with_secrets(spec, run_id: str, extra_env: dict, secrets_via: str, address: str, rep):
+    """(spec to submit, extra env): workload.env secrets moved out of the runtime env (`file`), or
+    left in it with a warning (`runtime_env`, an existing cluster a local file cannot reach)."""
+    import shlex
+
+    runtime_env = dict(spec.runtime_env or {})
+    env_vars = dict(runtime_env.get("env_vars") or {})
+    plain, secret = split_secrets(env_vars)
+    extra_plain, extra_secret = split_secrets(extra_env)
+    secret.update({k: v for k, v in extra_secret.items() if k not in secret})
+    if not secret:
+        return spec, extra_env
+    if secrets_via != "file":
+        rep.warn(f"the secrets in workload.env ({', '.join(sorted(secret))}) travel in the job's runtime_env on "
+                 f"the existing Ray cluster at {jobs.redact_url(address)}: anyone who can read that cluster's "
+                 "dashboard (GET /api/jobs/) can read them, unless the cluster has Ray token auth "
+                 "(RAY_AUTH_MODE=token; see docs/launch.md)")
+        return spec, extra_env
+    path = _write_secrets_file(run_id, secret)
+    runtime_env["env_vars"] = plain
+    entry = (f"{shlex.quote(sys.executable)} -c {shlex.quote(_SECRET_EXEC)} {shlex.quote(str(path))} "
+             f"{shlex.quote(spec.entrypoint)}")
+    return dataclasses.replace(spec, runtime_env=runtime_env, entrypoint=entry), extra_plain
 
 
 def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter | None = None,
             detach: bool = False, extra_env: dict | None = None, time_limit: float | None = None,
-            recipe_name: str = "") -> dict:
+            recipe_name: str = "", secrets_via: str = "runtime_env") -> dict:
     """Submit `spec` to the Ray cluster at `address` as run `run_id`'s job, follow it, record it.
 
     The run's ledger row must exist (with `log_path`); the cluster must be up. This is
@@ -204,8 +297,16 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
     Returns the final row (or the live one: `running` with `detach`, `serving` for a
     detached Serve app). On any exit the row is final and the job is not left running:
     JobFailed (1) failed/stopped, Interrupted (130), InputError (2), RayctlError (1).
+
+    Secrets (workload.env names such as HF_TOKEN, redact.is_secret_name): with
+    `secrets_via="file"` (a cluster on this machine) they go to a 0600 file the job's
+    entrypoint reads and deletes, never into the runtime env; with `"runtime_env"` (an
+    existing cluster) they stay in the runtime env, with a warning. `address` may carry
+    `user:pw@`; the ledger and messages get it without.
     """
     rep = reporter or Reporter()
+    shown = jobs.parse_address(address, "address").url
+    wrote_secrets = False
     log_path = led.get(run_id).get("log_path") or str(rayctl_home() / "logs" / f"{run_id}.log")
     cl = None
     job_id = None
@@ -215,15 +316,17 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "a", encoding="utf-8", errors="replace")
         cl = jobs.client(address)
-        busy_hint = _busy_hint(led, address, run_id)
+        busy_hint = _busy_hint(led, shown, run_id)
         for w in jobs.check_resources(address, spec.needs_cpus, spec.needs_gpus, busy_hint=busy_hint):
             rep.warn(w)
         if led.get(run_id)["status"] in FINAL:  # `rayctl stop` got here first
             raise JobFailed(f"run {run_id} was stopped before its job was submitted")
         env = {**(extra_env or {}), "RAYCTL_RUN_ID": run_id}
         meta = {"rayctl_run_id": run_id, "rayctl_recipe": recipe_name, "rayctl_detached": int(spec.detached)}
+        spec, env = _with_secrets(spec, run_id, env, secrets_via, address, rep)
+        wrote_secrets = secrets_via == "file" and secrets_file(run_id).exists()
         job_id = jobs.submit(cl, spec, run_id, extra_env=env, metadata=meta)
-        led.update(run_id, status="running", ray_job_id=job_id, ray_address=address)
+        led.update(run_id, status="running", ray_job_id=job_id, ray_address=shown)
         rep.stage(f"submitted Ray job {job_id} (logs: {log_path})")
         if detach:
             rep.stage(f"detached; follow with `rayctl logs {run_id} --follow`, stop with `rayctl stop {run_id}`")
@@ -290,6 +393,8 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
     finally:
         if log is not None:
             log.close()
+        if wrote_secrets and not (detach and job_id is not None):
+            remove_secrets_file(run_id)  # the job did not read it (never started, or stopped first)
 
 
 def _finish_once(led: Ledger, run_id: str, status: str, reason: str, **fields) -> None:
@@ -501,6 +606,7 @@ def refresh(led: Ledger, run: str) -> dict:
     st = getattr(info.status, "value", str(info.status))
     if st not in jobs.TERMINAL:
         return row
+    remove_secrets_file(rid)  # a detached job that ended before reading it
     text = cl.get_job_logs(row["ray_job_id"])
     report = jobs.Report()
     for ln in text.splitlines():
@@ -548,6 +654,8 @@ def stop_run(led: Ledger, run: str) -> dict:
     if cl is None:
         raise RayctlError(f"cannot reach the Ray cluster at {row.get('ray_address')} to stop run {rid}")
     final = jobs.stop(cl, row["ray_job_id"])
+    if final in jobs.TERMINAL or final == "PENDING":
+        remove_secrets_file(rid)  # stopped (or never to start): nobody reads it any more
     row = refresh(led, rid)
     if row["status"] not in FINAL:
         row = led.finish(rid, "stopped", reason=f"stopped by rayctl stop ({jobs.stopped_words(final)})")
@@ -626,6 +734,7 @@ def down(led: Ledger, cluster: str = "local") -> dict | None:
                         jobs.stop(cl, r["ray_job_id"], wait=10)
     result = local_provider.stop_cluster()
     for r in live:
+        remove_secrets_file(r["id"])
         if led.get(r["id"])["status"] not in FINAL:
             led.finish(r["id"], "stopped", reason="rayctl down stopped the local Ray cluster")
             stopped_runs.append(r["id"])

@@ -270,6 +270,11 @@ class Ledger:
 
     @staticmethod
     def _check(fields: dict) -> None:
+        from .redact import redact_url
+
+        for k in _URL_COLUMNS:  # a target URL's user:password never reaches the ledger
+            if isinstance(fields.get(k), str):
+                fields[k] = redact_url(fields[k])
         bad = [k for k in fields if k not in _RUN_COLUMNS]
         if bad:
             raise ValueError(f"unknown ledger column(s): {', '.join(bad)}")
@@ -285,8 +290,16 @@ def _db_value(v):
     return v
 
 
+_URL_COLUMNS = ("target", "cluster", "ray_address", "reason")
+
+
 def _row(r: sqlite3.Row) -> dict:
+    from .redact import redact_url
+
     d = dict(r)
+    for k in _URL_COLUMNS:  # rows written by an older rayctl
+        if isinstance(d.get(k), str) and "@" in d[k]:
+            d[k] = redact_url(d[k])
     if d.get("metrics"):
         try:
             d["metrics"] = json.loads(d["metrics"])

@@ -82,6 +82,14 @@ def redact_obj(obj):
     return obj
 
 
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+
+
+def redact_url(text) -> str:
+    """`text` with the credentials of every `scheme://user:pw@host` in it masked: `scheme://***@host`."""
+    return _URL_CREDENTIALS.sub(r"\1***@", "" if text is None else str(text))
+
+
 def is_secret_name(name: str) -> bool:
     """Whether an environment variable name looks like it holds a credential."""
     return any(w in _SECRET_WORDS for w in re.split(r"[_\-.]+", name.upper()))

@@ -27,6 +27,9 @@ from rayctl.providers import skypilot_head
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
+SECRET = "s3cr3t-value"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.2", 0))
@@ -40,7 +43,9 @@ def ray_head():
         pytest.skip("ray CLI not installed")
     tmp = tempfile.mkdtemp(prefix="rc-cloud-")
     port, dash = _free_port(), _free_port()
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    # As on a SkyPilot node: the task's `secrets:` are env vars of `run`, whose start_cluster
+    # starts Ray, so every Ray process inherits them.
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", API_TOKEN=SECRET)
     proc = subprocess.Popen(
         [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.2", f"--port={port}",
          f"--dashboard-port={dash}", "--dashboard-host=127.0.0.2", "--num-cpus=1", "--num-gpus=0",
@@ -96,11 +101,14 @@ def _head(address, entrypoint, *, deadline=None, extra_env=None, secret=None, ti
 def test_head_runner_submits_streams_and_reports(ray_head):
     code = ("import os, json; print('mode', os.environ['MODE'], 'secret-len', len(os.environ['API_TOKEN'])); "
             "print('::rayctl:: ' + json.dumps({'type': 'metrics', 'rows': 7}))")
-    p = _head(ray_head, f'python -c "{code}"', secret="s3cr3t-value")
+    p = _head(ray_head, f'python -c "{code}"', secret=SECRET)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "mode test secret-len 12" in p.stdout
+    assert "mode test secret-len 12" in p.stdout  # inherited from the cluster, not the runtime env
     assert '::rayctl:: {"type": "metrics", "rows": 7}' in p.stdout
-    assert "s3cr3t-value" not in p.stdout
+    assert SECRET not in p.stdout and "warning" not in p.stdout
+    with urllib.request.urlopen(f"{ray_head}/api/jobs/", timeout=10) as r:
+        listing = r.read().decode()
+    assert '"MODE": "test"' in listing and SECRET not in listing  # the runtime env never held it
 
     p = _head(ray_head, "python -c \"import sys; print('boom'); sys.exit(3)\"")
     assert p.returncode == 1 and "boom" in p.stdout and "failed" in p.stdout
@@ -113,14 +121,15 @@ def test_head_runner_submits_streams_and_reports(ray_head):
     assert time.time() - t < 60
 
 
-def test_resolve_runtime_env_expands_paths_and_fills_secrets():
+def test_resolve_runtime_env_expands_paths_and_keeps_secrets_out():
     spec = {"runtime_env": {"working_dir": "~/sky_workdir", "py_modules": ["~/.rayctl/pkg/rayctl", "s3://b/m.zip"],
-                            "env_vars": {"A": "1"}}, "secret_env": ["HF_TOKEN", "MISSING_TOKEN"]}
+                            "env_vars": {"A": "1", "HF_TOKEN": "stray"}}, "secret_env": ["HF_TOKEN", "MISSING_TOKEN"]}
     env = skypilot_head.resolve_runtime_env(spec, {"HF_TOKEN": "hf_x"})
     home = os.path.expanduser("~")
     assert env["working_dir"] == f"{home}/sky_workdir"
     assert env["py_modules"] == [f"{home}/.rayctl/pkg/rayctl", "s3://b/m.zip"]
-    assert env["env_vars"] == {"A": "1", "HF_TOKEN": "hf_x"}
+    assert env["env_vars"] == {"A": "1"}  # secrets reach the job through the cluster's environment
+    assert skypilot_head.missing_secrets(spec, {"HF_TOKEN": "hf_x"}) == ["MISSING_TOKEN"]
     assert skypilot_head.deadline({"RAYCTL_DEADLINE": "123"}) == 123.0
     assert skypilot_head.deadline({"RAYCTL_BUDGET_SECONDS": "60"}, now=1000.0) == 1060.0
     assert skypilot_head.deadline({}) is None

@@ -21,8 +21,10 @@ def ray_job_status(address: str, job_id: str) -> str:
     """The job's status as the Ray dashboard's REST API reports it."""
     import urllib.request
 
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
-            f"{address}/api/jobs/{job_id}", timeout=10) as r:
+    from rayctl.jobs import auth_headers
+
+    req = urllib.request.Request(f"{address}/api/jobs/{job_id}", headers=auth_headers(address))
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10) as r:
         return json.loads(r.read())["status"]
 
 

@@ -48,7 +48,9 @@ def test_launch_user_code_end_to_end(cli, make_recipe, local_cluster, rayctl_hom
     assert f"hello from the job hi-there {rid}" in log and '"type": "metrics"' in log and "done" in log
 
     # A real Ray job, under the id the ledger holds.
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    from rayctl.providers import local
+
+    env = dict(os.environ, **local.ray_env(local_cluster))  # token auth: the CLI reads the token file
     out = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "job", "list", "--address",
                           local_cluster.address], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -180,9 +182,15 @@ def test_existing_cluster_target(cli, make_recipe, local_cluster, rayctl_home):
 
     daemons = {p.pid for p in processes_with(local_cluster.temp_dir)}  # gcs, raylet, dashboard, ...
     recipe = make_recipe(name="remote", extra=f"target: {local_cluster.address}\n")
-    res = cli("launch", recipe, env={"RAYCTL_LOCAL_CLUSTER_DIR": str(rayctl_home / "no-cluster-here")})
+    elsewhere = {"RAYCTL_LOCAL_CLUSTER_DIR": str(rayctl_home / "no-cluster-here")}
+    # Seen as someone else's cluster, it has token auth: without the token rayctl is refused, clearly.
+    res = cli("launch", recipe, env={**elsewhere, "RAY_AUTH_MODE": "disabled"})
+    assert res.code == 2 and "answered HTTP 401" in res.err and "RAY_AUTH_TOKEN" in res.err, res
+    assert "Traceback" not in res.err
+    # With the token in the environment, as for any existing cluster with token auth.
+    res = cli("launch", recipe, env={**elsewhere, **local.ray_env(local_cluster)})
     assert res.code == 0, res
-    [row] = ledger_rows(rayctl_home)
+    [row] = [r for r in ledger_rows(rayctl_home) if r["status"] != "failed"]
     assert row["target"] == local_cluster.address and row["cluster"] == local_cluster.address
     assert row["status"] == "succeeded" and row["rows"] == 3
     assert not (rayctl_home / "no-cluster-here").exists()

@@ -26,7 +26,9 @@ def submit(address: str, spec, timeout: float = 300) -> Finished:
 
     from rayctl.workloads import report
 
-    client = JobSubmissionClient(address)
+    from rayctl.jobs import auth_headers
+
+    client = JobSubmissionClient(address, headers=auth_headers(address) or None)
     t0 = time.monotonic()
     job_id = client.submit_job(entrypoint=spec.entrypoint, runtime_env=spec.runtime_env,
                                entrypoint_num_cpus=spec.entrypoint_num_cpus,

@@ -12,8 +12,13 @@
   environment (the head's daemons, Ray workers, job drivers and their children
   inherit it). `stop_cluster()` stops exactly those processes: never `ray stop`,
   which would kill every Ray on the machine.
-- Token auth is off (`RAY_AUTH_MODE=disabled`) for the head and for rayctl's own
-  clients: the head only listens on loopback.
+- Ray's token authentication is on (`RAY_AUTH_MODE=token`): the token is a random
+  secret in `auth_token` beside `state.json` (mode 0600, created once, never printed),
+  and Ray's processes read it from `RAY_AUTH_TOKEN_PATH`. rayctl's own clients send it
+  as an `Authorization: Bearer` header (`auth_headers()`); without it the dashboard and
+  the Jobs API answer 401/403 to anyone else on this machine. A node joining this
+  cluster (`ray start --address=GCS`) needs `RAY_AUTH_MODE=token` and
+  `RAY_AUTH_TOKEN_PATH` pointing at the same file.
 - A file lock serialises start/stop, so two concurrent launches start one head.
 
 Start takes 10-17 s on a small machine, so the head stays up between launches;
@@ -44,7 +49,8 @@ from ..errors import InputError, RayctlError
 
 NAME = "local"
 NODE_IP = "127.0.0.2"
-AUTH_MODE = "disabled"
+AUTH_MODE = "token"
+AUTH_TOKEN_FILE = "auth_token"
 TOKEN_ENV = "RAYCTL_LOCAL_CLUSTER"
 START_TIMEOUT_S = float(os.environ.get("RAYCTL_START_TIMEOUT", 180))
 READY_TIMEOUT_S = 60.0
@@ -78,6 +84,7 @@ class LocalCluster:
     num_cpus: int
     started_at: str
     ray_version: str
+    auth_token_path: str = ""  # the 0600 file holding the cluster's Ray auth token ("" = auth off: an old head)
     name: str = NAME
     reused: bool = dataclasses.field(default=False, compare=False)
     warnings: list = dataclasses.field(default_factory=list, compare=False)
@@ -160,27 +167,69 @@ def _locked(cdir: Path, timeout: float = LOCK_TIMEOUT_S, status: Status | None =
         os.close(fd)  # releases the lock
 
 
+# ---------------------------------------------------------------------------- the auth token
+
+
+def ensure_auth_token(cdir: Path) -> Path:
+    """The cluster's Ray auth token file (0600), created with a fresh random token if missing."""
+    path = cdir / AUTH_TOKEN_FILE
+    cdir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if (path.stat().st_mode & 0o777) != 0o600:
+            os.chmod(path, 0o600)
+        if path.read_text().strip():
+            return path
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+    return path
+
+
+def read_auth_token(c: LocalCluster) -> str | None:
+    if not c.auth_token_path:
+        return None
+    try:
+        return Path(c.auth_token_path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def auth_headers(c: LocalCluster) -> dict:
+    """HTTP headers for the cluster's dashboard / Jobs API (the bearer token; empty when auth is off)."""
+    token = read_auth_token(c)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def ray_env(c: LocalCluster) -> dict:
+    """Environment for a Ray process (driver, `ray` CLI, joining node) that talks to this cluster."""
+    if not c.auth_token_path:
+        return {"RAY_AUTH_MODE": "disabled"}
+    return {"RAY_AUTH_MODE": AUTH_MODE, "RAY_AUTH_TOKEN_PATH": c.auth_token_path}
+
+
 # ---------------------------------------------------------------------------- health
 
 
-def _get_json(url: str, timeout: float = 2.0):
+def _get_json(url: str, timeout: float = 2.0, headers: dict | None = None):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
-    with opener.open(url, timeout=timeout) as r:
+    with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
         return json.loads(r.read().decode() or "null")
 
 
 def healthy(c: LocalCluster, timeout: float = 2.0) -> bool:
     """The head answers on its dashboard and it is the same Ray session we started."""
     try:
-        v = _get_json(f"{c.address}/api/version", timeout)
+        v = _get_json(f"{c.address}/api/version", timeout, auth_headers(c))
     except (OSError, ValueError, urllib.error.URLError):
         return False
     return isinstance(v, dict) and v.get("session_name") == c.session_name
 
 
-def _jobs_api_ready(address: str) -> bool:
+def _jobs_api_ready(address: str, headers: dict) -> bool:
     try:
-        _get_json(f"{address}/api/jobs/", 3.0)
+        _get_json(f"{address}/api/jobs/", 3.0, headers)
         return True
     except (OSError, ValueError, urllib.error.URLError):
         return False
@@ -261,6 +310,7 @@ def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
     temp = _temp_dir(cdir)
     temp.mkdir(parents=True, exist_ok=True)
     log_path = cdir / "head.log"
+    token_path = ensure_auth_token(cdir)
     last_err = ""
     for attempt in range(3):
         token = secrets.token_hex(12)
@@ -275,9 +325,10 @@ def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
                f"--min-worker-port={wmin}", f"--max-worker-port={wmax}"]
         cmd += [f"--{k}={v}" for k, v in ports.items()]
         env = dict(os.environ)
-        for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+        for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN"):  # the user's token is not ours
             env.pop(k, None)
-        env.update({"RAY_AUTH_MODE": AUTH_MODE, TOKEN_ENV: token, "RAY_USAGE_STATS_ENABLED": "0"})
+        env.update({"RAY_AUTH_MODE": AUTH_MODE, "RAY_AUTH_TOKEN_PATH": str(token_path), TOKEN_ENV: token,
+                    "RAY_USAGE_STATS_ENABLED": "0"})
         # Jobs run `python ...` with the head's PATH: make that this Python (cron's PATH is bare).
         bindir = os.path.dirname(sys.executable)
         if env.get("PATH", "").split(os.pathsep)[0] != bindir:
@@ -291,7 +342,9 @@ def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
         c = LocalCluster(address=f"http://{NODE_IP}:{ports['dashboard-port']}",
                          gcs_address=f"{NODE_IP}:{ports['port']}", node_ip=NODE_IP, ports=ports,
                          serve_host=NODE_IP, serve_port=serve_port, temp_dir=str(temp), session_name="",
-                         pid=proc.pid, token=token, num_cpus=num_cpus, started_at=_now(), ray_version="")
+                         pid=proc.pid, token=token, num_cpus=num_cpus, started_at=_now(), ray_version="",
+                         auth_token_path=str(token_path))
+        headers = auth_headers(c)
         try:
             try:
                 rc = proc.wait(timeout=START_TIMEOUT_S)
@@ -306,13 +359,18 @@ def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
                     if status:
                         status("a port was taken while starting; retrying with new ports")
                     continue
+                if attempt < 2 and "timed out during startup" in tail:
+                    # A loaded machine: the raylet gives the dashboard agent a fixed 15 s to start.
+                    if status:
+                        status("the Ray head timed out while starting (a busy machine?); retrying")
+                    continue
                 raise RayctlError(f"`ray start --head` failed (exit {rc}); the whole log is {log_path}; its last "
                                   f"errors:\n{tail}")
             deadline = time.monotonic() + READY_TIMEOUT_S
             while True:
                 try:
-                    v = _get_json(f"{c.address}/api/version", 2.0)
-                    if isinstance(v, dict) and v.get("session_name") and _jobs_api_ready(c.address):
+                    v = _get_json(f"{c.address}/api/version", 2.0, headers)
+                    if isinstance(v, dict) and v.get("session_name") and _jobs_api_ready(c.address, headers):
                         c.session_name, c.ray_version = v["session_name"], v.get("ray_version", "")
                         break
                 except (OSError, ValueError, urllib.error.URLError):
@@ -359,6 +417,10 @@ def ensure_cluster(*, cpus: int | None = None, home: Path | None = None,
         state = read_state(home)
         if state is not None and healthy(state):
             state.reused = True
+            if not state.auth_token_path:
+                state.warnings.append(
+                    "the running local cluster was started by an older rayctl without Ray token auth, so local "
+                    "users can read its dashboard; run `rayctl down` and launch again to restart it with auth")
             if cpus and state.num_cpus < want:
                 state.warnings.append(
                     f"the running local cluster has {state.num_cpus} CPU(s) and the recipe asks for {want}; "

@@ -142,7 +142,8 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
         raise InputError(f"the cloud target needs SkyPilot: pip install 'rayctl[cloud]' ({e.name} is missing)") \
             from None
     except Exception as e:  # SkyPilot's own validation of the task; nothing was started
-        why = f"SkyPilot rejected the task: {type(e).__name__}: {redact(str(e)).strip()[:400]}"
+        secret_values = tuple(str(v) for v in (config.get("secrets") or {}).values() if v)
+        why = f"SkyPilot rejected the task: {type(e).__name__}: {redact(str(e), secret_values).strip()[:400]}"
         ledger.finish(run_id, "failed", why, ended_at=iso(clock()))
         raise JobFailed(f"{recipe.name}: {why}. Nothing was started; `rayctl plan {recipe.path} --emit skypilot` "
                         "shows the task") from None

@@ -14,6 +14,10 @@ included), and exits with the job's outcome:
 
 SIGTERM (SkyPilot cancelling the job) stops the Ray job before exiting.
 
+Secrets (`secret_env` in the spec: names only) are not submitted: the job inherits them
+from the Ray cluster, which `start_cluster` started from SkyPilot's `run` environment
+(where the task's `secrets:` are set).
+
 Environment: RAYCTL_JOB_SPEC (JSON, see `skypilot_task.remote_spec`), RAYCTL_RUN_ID,
 RAYCTL_DEADLINE or RAYCTL_BUDGET_SECONDS (optional), RAYCTL_RAY_ADDRESS (default
 http://127.0.0.1:8265).
@@ -32,17 +36,29 @@ TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
 def resolve_runtime_env(spec: dict, environ=os.environ) -> dict:
-    """The runtime env to submit: `~` expanded, secret env vars filled from this node's env."""
+    """The runtime env to submit: `~` expanded.
+
+    Secret env vars (`secret_env`) are never put into it: a runtime env is readable through
+    the dashboard's Jobs API and is logged by Ray's runtime_env_agent. SkyPilot sets the
+    task's `secrets:` as env vars of `run` on every node, and `start_cluster` starts Ray from
+    that shell, so every Ray process of the cluster (the job's driver, its tasks and actors)
+    inherits them.
+    """
     env = json.loads(json.dumps(spec.get("runtime_env") or {}))
     if isinstance(env.get("working_dir"), str) and env["working_dir"].startswith("~"):
         env["working_dir"] = os.path.expanduser(env["working_dir"])
     if env.get("py_modules"):
         env["py_modules"] = [os.path.expanduser(m) if isinstance(m, str) and m.startswith("~") else m
                              for m in env["py_modules"]]
-    secret = {k: environ[k] for k in spec.get("secret_env") or () if k in environ}
-    if secret:
-        env["env_vars"] = {**(env.get("env_vars") or {}), **secret}
+    if isinstance(env.get("env_vars"), dict):
+        for k in spec.get("secret_env") or ():
+            env["env_vars"].pop(k, None)
     return env
+
+
+def missing_secrets(spec: dict, environ=os.environ) -> list[str]:
+    """Secret env vars the job expects that this node's environment lacks (names only)."""
+    return [k for k in spec.get("secret_env") or () if not environ.get(k)]
 
 
 def deadline(environ=os.environ, now: float | None = None) -> float | None:
@@ -66,6 +82,11 @@ def main(environ=os.environ, client=None, sleep=time.sleep, out=sys.stdout) -> i
         client = JobSubmissionClient(environ.get("RAYCTL_RAY_ADDRESS", "http://127.0.0.1:8265"))
     end = deadline(environ)
     sid = f"{run_id}-{int(time.time())}"
+    missing = missing_secrets(spec, environ)
+    if missing:
+        out.write(f"rayctl: warning: secret env var(s) {', '.join(missing)} are not set on this node (pass them with "
+                  "`sky launch --secret NAME` when launching the task by hand); the job runs without them\n")
+        out.flush()
     kw = {}
     if spec.get("entrypoint_num_cpus"):
         kw["entrypoint_num_cpus"] = spec["entrypoint_num_cpus"]

@@ -27,7 +27,9 @@ What the task holds:
   env the local target submits, streams its logs, and stops it at the budget deadline.
 - credential-looking env vars of the workload (`*TOKEN*`, `*SECRET*`, ...) go into
   `secrets` (SkyPilot redacts them); the emitted YAML writes them as `null` (pass
-  `--secret NAME` to `sky launch`), rayctl's launch fills them in memory.
+  `--secret NAME` to `sky launch`), rayctl's launch fills them in memory. Their values
+  are in no runtime env and no `RAYCTL_JOB_SPEC` (which lists their names): SkyPilot sets
+  them as env vars of `run`, where `start_cluster` starts Ray, so the job inherits them.
 """
 
 from __future__ import annotations
@@ -221,6 +223,8 @@ def relocate_workload_paths(env_vars: dict, mounts: dict, notes: list) -> None:
         return dest
 
     doc["workload"] = walk(wl)
+    if isinstance(doc["workload"].get("env"), dict):  # secret values never travel in the payload
+        doc["workload"]["env"] = {k: v for k, v in doc["workload"]["env"].items() if not is_secret_name(str(k))}
     env_vars["RAYCTL_WORKLOAD"] = json.dumps(doc, separators=(",", ":"))
 
 
