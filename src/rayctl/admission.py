@@ -122,11 +122,11 @@ def admit(cdir: Path, address: str, run_id: str, cpus: float, gpus: float, *, wa
 
     `wait_s` 0: refuse at once when other rayctl runs hold what it needs (after up to
     SETTLE_S s when only the cluster's usage report says busy). `wait_s` > 0: wait (queue)
-    up to that long; `on_wait(what)` is called whenever what it waits for changes.
+    up to that long; `on_wait(what)` is called on every poll while it waits (it may raise
+    to give up, e.g. when the run was stopped).
     """
     need = {"CPU": float(cpus or 0), "GPU": float(gpus or 0)}
     started = time.monotonic()
-    told = None
     pid, ctime = _me()
     while True:
         with _locked(cdir):
@@ -151,8 +151,7 @@ def admit(cdir: Path, address: str, run_id: str, cpus: float, gpus: float, *, wa
                     "; launch with --wait SECONDS to queue for them")
             raise Refused(f"the job needs {_needs(need)} but {why}. It would wait for them; stop that work first "
                           f"(`rayctl stop RUN`) or launch again later{hint}.")
-        if wait_s > 0 and on_wait is not None and why != told:
-            told = why
+        if wait_s > 0 and on_wait is not None:
             on_wait(f"waiting for {_needs(need)}: {why}")
         time.sleep(min(POLL_S, max(0.2, limit - waited)))
 

@@ -376,8 +376,11 @@ _WORKLOAD_ERR = "rayctl: workload error:"
 _EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
-def failure_reason(message: str, lines: list[str]) -> str:
-    """One line saying why a job failed: Ray's verdict plus the exception the job raised."""
+def failure_reason(message: str, lines: list[str], error: str | None = None) -> str:
+    """One line saying why a job failed: Ray's verdict plus the exception the job raised.
+
+    `error`: the `error` metric a built-in workload reported (its own words), if any.
+    """
     head = (message or "").strip().splitlines()[0] if (message or "").strip() else "the job failed"
     head = head.split(", last available logs")[0].rstrip(",. ")
     # A built-in workload says why it failed in one line; whatever Ray prints while the
@@ -385,6 +388,8 @@ def failure_reason(message: str, lines: list[str]) -> str:
     # thread still running) is noise, not the cause.
     exc = next((ln.strip()[ln.strip().find(_WORKLOAD_ERR) + len(_WORKLOAD_ERR):].strip()
                 for ln in reversed(lines) if _WORKLOAD_ERR in ln), None)
+    if not exc and isinstance(error, str) and error.strip():
+        exc = error.strip().splitlines()[0]
     exc = exc or next((ln.strip() for ln in reversed(lines) if _EXC_LINE.match(ln.strip())), None)
     reason = f"{head}: {exc}" if exc else head
     return reason[:500]

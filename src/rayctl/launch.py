@@ -1,8 +1,8 @@
 """Launch a recipe: recipe -> cluster -> Ray job -> ledger, and control runs afterwards.
 
 `launch(recipe, ...)` is what `rayctl launch`, `rayctl schedule run` and tests call.
-The run's ledger row moves pending -> provisioning -> running -> succeeded | failed |
-interrupted | stopped (or `serving` for a Serve app that keeps running). Whatever
+The run's ledger row moves pending -> provisioning -> (queued ->) running -> succeeded |
+failed | interrupted | stopped | lost (or `serving` for a Serve app that keeps running). Whatever
 happens, the row ends in a final status with a reason, and a Ctrl-C (or SIGTERM)
 stops the job before `Interrupted` (exit 130) is raised.
 
@@ -215,10 +215,12 @@ def _admit(led: Ledger, run_id: str, rep: Reporter, cdir: Path, address: str, sp
     jobs.check_fits(address, spec.needs_cpus, spec.needs_gpus)  # never fits: exit 2, not a queue
 
     def on_wait(what: str) -> None:
-        if led.get(run_id)["status"] in FINAL:  # `rayctl stop RUN` while it was queued
+        row = led.get(run_id)
+        if row["status"] in FINAL:  # `rayctl stop RUN` while it was queued
             raise JobFailed(f"run {run_id} was stopped while queued")
-        led.update(run_id, status="queued", reason=what[:500])
-        rep.stage(f"queued: {what}")
+        if row["status"] != "queued" or row.get("reason") != what[:500]:
+            led.update(run_id, status="queued", reason=what[:500])
+            rep.stage(f"queued: {what}")
 
     admission.admit(cdir, address, run_id, spec.needs_cpus, spec.needs_gpus, wait_s=wait, on_wait=on_wait)
     if led.get(run_id)["status"] == "queued":
@@ -275,6 +277,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         led.update(run_id, status="running", ray_job_id=job_id, ray_address=address)
         rep.stage(f"submitted Ray job {job_id} (logs: {log_path})")
         if detach:
+            led.add_event(run_id, "launcher", detail={"pid": None, "detached": True})  # nobody follows it now
             rep.stage(f"detached; follow with `rayctl logs {run_id} --follow`, stop with `rayctl stop {run_id}`")
             return led.get(run_id)
 
@@ -306,7 +309,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         if outcome.status == "STOPPED":
             led.finish(run_id, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
             raise JobFailed(f"run {run_id} was stopped before it finished")
-        reason = jobs.failure_reason(outcome.message, outcome.last_lines)
+        reason = jobs.failure_reason(outcome.message, outcome.last_lines, report.metrics.get("error"))
         led.finish(run_id, "failed", reason=reason, **fields)
         raise JobFailed(f"run {run_id} failed: {reason}\nlogs: {log_path} (or `rayctl logs {run_id}`)")
     except KeyboardInterrupt:
@@ -554,11 +557,13 @@ def refresh(led: Ledger, run: str) -> dict:
             return _finish_lost(led, rid, GONE_REASON)
         return led.get(rid)
     launcher = _launcher_alive(led, rid)
+    if launcher:
+        return row  # its launch follows the run and records the outcome itself
     address = row.get("ray_address")
     job_id = row.get("ray_job_id")
     if not job_id:
-        if launcher is not False:
-            return row  # its launch is still provisioning / queued (or predates launcher records)
+        if launcher is None:
+            return row  # a run recorded before launches said who follows them: nothing to tell
         doc = _job_doc_or_none(address, rid) if address else None
         if doc is None:
             if address and _cluster_gone(row):
@@ -579,8 +584,6 @@ def refresh(led: Ledger, run: str) -> dict:
         return _finish_lost(led, rid, f"the Ray cluster at {address} has no job {job_id} any more "
                                       "(the cluster was restarted?)")
     st = str(doc.get("status"))
-    if launcher:
-        return row  # its launch follows it and records the outcome itself
     try:
         text = jobs.job_logs(address, job_id)
     except (OSError, ValueError):
@@ -603,7 +606,8 @@ def refresh(led: Ledger, run: str) -> dict:
     if st == "STOPPED":
         return led.finish(rid, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
     return led.finish(rid, "failed", reason=jobs.failure_reason(doc.get("message") or "",
-                                                                (text or "").splitlines()[-200:]), **fields)
+                                                                (text or "").splitlines()[-200:],
+                                                                report.metrics.get("error")), **fields)
 
 
 GONE_REASON = "its local Ray cluster is gone (rayctl down, a reboot, or its head died) while no launch followed it"

@@ -64,3 +64,6 @@ def test_a_stalled_workload_is_reported_by_its_own_words_not_the_shutdown_noise(
     assert "Ray is not initialized" not in reason
     # Without rayctl's line, the last exception line still says why.
     assert failure_reason("failed", lines[3:]) == "failed: RuntimeError: Ray is not initialized."
+    # Its line scrolled out of the tail: the `error` metric it reported says it.
+    assert failure_reason("failed", lines[3:], "stalled: no progress for 600 s (...)") == \
+        "failed: stalled: no progress for 600 s (...)"
