@@ -37,6 +37,8 @@ PROBE_TIMEOUT_S = 5.0
 STOP_WAIT_S = 20.0
 PENDING_TIMEOUT_S = float(os.environ.get("RAYCTL_PENDING_TIMEOUT", 300))
 BUSY_TIMEOUT_S = float(os.environ.get("RAYCTL_BUSY_TIMEOUT", 30))
+HEAD_DEAD_S = float(os.environ.get("RAYCTL_HEAD_DEAD_TIMEOUT", 12))  # Jobs API silent this long: head died
+REQUEST_TIMEOUT_S = 5.0
 STARVED_WARN_S = 45.0
 
 
@@ -306,6 +308,25 @@ class ResourcesBusy(RayctlError):
     job_stopped = True  # when raised by `follow`, the job was already stopped
 
 
+def check_fits(address: str, needs_cpus: float, needs_gpus: float, res: dict | None = None) -> None:
+    """InputError (exit 2) when the cluster has fewer CPUs/GPUs in all than the job needs."""
+    if not needs_cpus and not needs_gpus:
+        return
+    res = res if res is not None else cluster_resources(address)
+    if res is None:
+        return
+    for name, need in (("CPU", needs_cpus), ("GPU", needs_gpus)):
+        total = res.get(name, (0.0, 0.0))[1]
+        if need and need > total + 1e-9:
+            what = "no GPUs" if name == "GPU" and total == 0 else f"{_fmt(total)} {name}(s) in all"
+            fix = ("run it on a cluster with GPUs (target: cloud), or set the workload to use CPUs"
+                   if name == "GPU" else
+                   "lower the workload's workers/concurrency, or give the cluster more CPUs (for the local "
+                   "cluster: resources.cpus in the recipe or RAYCTL_LOCAL_CPUS, then `rayctl down`)")
+            raise InputError(f"the job needs {_fmt(need)} {name}(s) but the Ray cluster at {redact_url(address)} has {what}; "
+                             f"it would wait forever. {fix}.")
+
+
 def check_resources(address: str, needs_cpus: float, needs_gpus: float, *, busy_hint: str = "",
                     settle_s: float = 8.0) -> list[str]:
     """Refuse a job that cannot be scheduled instead of letting it hang.
@@ -319,16 +340,7 @@ def check_resources(address: str, needs_cpus: float, needs_gpus: float, *, busy_
     res = cluster_resources(address)
     if res is None:
         return [f"could not read the cluster's resources at {redact_url(address)}; submitting without a resource check"]
-    for name, need in (("CPU", needs_cpus), ("GPU", needs_gpus)):
-        total = res.get(name, (0.0, 0.0))[1]
-        if need and need > total + 1e-9:
-            what = "no GPUs" if name == "GPU" and total == 0 else f"{_fmt(total)} {name}(s) in all"
-            fix = ("run it on a cluster with GPUs (target: cloud), or set the workload to use CPUs"
-                   if name == "GPU" else
-                   "lower the workload's workers/concurrency, or give the cluster more CPUs (for the local "
-                   "cluster: resources.cpus in the recipe or RAYCTL_LOCAL_CPUS, then `rayctl down`)")
-            raise InputError(f"the job needs {_fmt(need)} {name}(s) but the Ray cluster at {redact_url(address)} has {what}; "
-                             f"it would wait forever. {fix}.")
+    check_fits(address, needs_cpus, needs_gpus, res)
     deadline = time.monotonic() + settle_s
     while True:
         short = [(n, need, res.get(n, (0.0, 0.0))) for n, need in (("CPU", needs_cpus), ("GPU", needs_gpus))
@@ -380,6 +392,39 @@ def status_of(cl, job_id: str) -> str:
     return getattr(s, "value", str(s))
 
 
+def job_doc(address: str, job_id: str, timeout: float = REQUEST_TIMEOUT_S) -> dict | None:
+    """The job's record from the Jobs API (`GET /api/jobs/ID`) within `timeout` s; None if Ray has no such job.
+
+    Raises OSError / urllib.error.URLError / ValueError when the cluster does not answer
+    (the Ray SDK's own client has no timeout: a head whose GCS died hangs it for a minute).
+    """
+    try:
+        doc = _get(address, f"/api/jobs/{urllib.parse.quote(job_id)}", timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+    if not isinstance(doc, dict) or "status" not in doc:
+        raise ValueError(f"unexpected answer from {address}/api/jobs/{job_id}")
+    return doc
+
+
+def job_logs(address: str, job_id: str, timeout: float = 10.0) -> str:
+    doc = _get(address, f"/api/jobs/{urllib.parse.quote(job_id)}/logs", timeout)
+    return (doc or {}).get("logs") or "" if isinstance(doc, dict) else ""
+
+
+class HeadDied(RayctlError):
+    """The cluster's head (GCS, raylet or dashboard) stopped answering under a running job (exit 1)."""
+
+    job_stopped = True  # nothing left to stop: the job died with its head
+
+
+def head_died_message(address: str, silent_s: float) -> str:
+    return (f"the Ray cluster at {redact_url(address)} stopped answering (its head process died?): its Jobs API failed "
+            f"for {silent_s:.0f} s in a row while following the job")
+
+
 def stop(cl, job_id: str, wait: float = STOP_WAIT_S) -> str:
     """Stop the job (SIGTERM to its driver, then SIGKILL) and wait for a final status.
 
@@ -421,14 +466,25 @@ class Outcome:
     last_lines: list
 
 
+_WORKLOAD_ERR = "rayctl: workload error:"
 _EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
 
 
-def failure_reason(message: str, lines: list[str]) -> str:
-    """One line saying why a job failed: Ray's verdict plus the exception the job raised."""
+def failure_reason(message: str, lines: list[str], error: str | None = None) -> str:
+    """One line saying why a job failed: Ray's verdict plus the exception the job raised.
+
+    `error`: the `error` metric a built-in workload reported (its own words), if any.
+    """
     head = (message or "").strip().splitlines()[0] if (message or "").strip() else "the job failed"
     head = head.split(", last available logs")[0].rstrip(",. ")
-    exc = next((ln.strip() for ln in reversed(lines) if _EXC_LINE.match(ln.strip())), None)
+    # A built-in workload says why it failed in one line; whatever Ray prints while the
+    # driver shuts down after it (e.g. "RuntimeError: Ray is not initialized" from a
+    # thread still running) is noise, not the cause.
+    exc = next((ln.strip()[ln.strip().find(_WORKLOAD_ERR) + len(_WORKLOAD_ERR):].strip()
+                for ln in reversed(lines) if _WORKLOAD_ERR in ln), None)
+    if not exc and isinstance(error, str) and error.strip():
+        exc = error.strip().splitlines()[0]
+    exc = exc or next((ln.strip() for ln in reversed(lines) if _EXC_LINE.match(ln.strip())), None)
     reason = f"{head}: {exc}" if exc else head
     return reason[:500]
 
@@ -503,7 +559,7 @@ def follow(cl, job_id: str, *, on_line: Callable[[str], None],
            on_warning: Callable[[str], None] | None = None,
            pending_timeout: float = PENDING_TIMEOUT_S, busy_timeout: float = BUSY_TIMEOUT_S,
            time_limit: float | None = None, address: str | None = None, busy_hint: str = "",
-           poll: float = 0.25) -> Outcome:
+           poll: float = 0.25, head_dead_s: float = HEAD_DEAD_S) -> Outcome:
     """Stream the job's log lines to `on_line` until it ends; return how it ended.
 
     Lines arrive live through Ray's log tail; when the job reaches a final status the
@@ -511,9 +567,11 @@ def follow(cl, job_id: str, *, on_line: Callable[[str], None],
     raised, when it waits PENDING for resources that other work holds for over
     `busy_timeout` s (ResourcesBusy), or for resources the cluster does not have
     (InputError), stays PENDING over `pending_timeout` s for any reason, or runs
-    over `time_limit` s (JobStuck). KeyboardInterrupt propagates (the caller stops
-    the job).
+    over `time_limit` s (JobStuck). When the Jobs API fails or does not answer for
+    `head_dead_s` s in a row, the head died under the job (HeadDied). KeyboardInterrupt
+    propagates (the caller stops the job).
     """
+    api = address or cl._address
     tail = _Tail(cl, job_id)
     tail.start()
     emitted = 0
@@ -529,6 +587,7 @@ def follow(cl, job_id: str, *, on_line: Callable[[str], None],
     next_starve = time.monotonic() + 10.0
     waiting_since = None
     next_pending_check = time.monotonic() + 2.0
+    silent_since = None
 
     def emit(text: str) -> None:
         nonlocal emitted, buf
@@ -549,18 +608,35 @@ def follow(cl, job_id: str, *, on_line: Callable[[str], None],
             except queue.Empty:
                 pass
             now = time.monotonic()
-            if tail.failed and now >= next_poll_logs:  # no websocket: poll the whole log
+            if (tail.failed or not tail.is_alive()) and now >= next_poll_logs:  # no websocket: poll the log
                 next_poll_logs = now + 1.0
-                lines = cl.get_job_logs(job_id).split("\n")
-                complete = lines[:-1]
-                for ln in complete[emitted:]:
-                    emitted += 1
-                    recent.append(ln)
-                    on_line(ln)
-                buf = ""
+                try:
+                    text = job_logs(api, job_id, timeout=REQUEST_TIMEOUT_S)
+                except (OSError, ValueError):
+                    text = None  # the status poll below counts the silence
+                if text is not None:
+                    lines = text.split("\n")
+                    complete = lines[:-1]
+                    for ln in complete[emitted:]:
+                        emitted += 1
+                        recent.append(ln)
+                        on_line(ln)
+                    buf = ""
             if now >= next_status:
                 next_status = now + poll
-                st = status_of(cl, job_id)
+                try:
+                    doc = job_doc(api, job_id)
+                except (OSError, ValueError):  # URLError, timeouts, HTTP 500 from a head whose GCS died
+                    doc = None
+                    silent_since = silent_since or now
+                    if time.monotonic() - silent_since >= head_dead_s:
+                        raise HeadDied(head_died_message(api, time.monotonic() - silent_since)) from None
+                    continue
+                silent_since = None
+                if doc is None:
+                    st = status_of(cl, job_id)  # not in the REST answer: let the SDK say what is wrong
+                else:
+                    st = str(doc["status"])
                 if st != last_status:
                     last_status = st
                     if st == "RUNNING":
@@ -622,6 +698,6 @@ def follow(cl, job_id: str, *, on_line: Callable[[str], None],
             on_line(buf)
         info = cl.get_job_info(job_id)
         st = getattr(info.status, "value", str(info.status))
-        return Outcome(status=st, message=info.message or "", info=info, last_lines=recent[-50:])
+        return Outcome(status=st, message=info.message or "", info=info, last_lines=recent[-200:])
     finally:
         tail.cancel()

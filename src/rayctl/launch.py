@@ -1,8 +1,8 @@
 """Launch a recipe: recipe -> cluster -> Ray job -> ledger, and control runs afterwards.
 
 `launch(recipe, ...)` is what `rayctl launch`, `rayctl schedule run` and tests call.
-The run's ledger row moves pending -> provisioning -> running -> succeeded | failed |
-interrupted | stopped (or `serving` for a Serve app that keeps running). Whatever
+The run's ledger row moves pending -> provisioning -> (queued ->) running -> succeeded |
+failed | interrupted | stopped | lost (or `serving` for a Serve app that keeps running). Whatever
 happens, the row ends in a final status with a reason, and a Ctrl-C (or SIGTERM)
 stops the job before `Interrupted` (exit 130) is raised.
 
@@ -34,7 +34,7 @@ from .ledger import FINAL, Ledger, new_run_id
 
 TARGET_RE = re.compile(r"^(local|cloud|https?://\S+)$")
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-LIVE = ("pending", "provisioning", "running", "serving")
+LIVE = ("pending", "provisioning", "queued", "running", "serving")
 
 
 # ---------------------------------------------------------------------------- what the user sees
@@ -134,29 +134,32 @@ def shown_target(target: str) -> str:
 
 def launch(recipe, *, target: str | None = None, detach: bool = False, quiet: bool = False,
            ledger: Ledger | None = None, schedule: str | None = None, catalog=None,
-           reporter: Reporter | None = None) -> dict:
+           reporter: Reporter | None = None, wait: float = 0.0) -> dict:
     """Run `recipe` and return its final ledger row (or the live row with `detach`).
 
-    Raises InputError (2) for bad input, JobFailed (1) when the job fails or is stopped,
-    Interrupted (130) on Ctrl-C/SIGTERM, RayctlError (1) when the cluster cannot start.
+    `wait`: on the local cluster, seconds to queue for CPUs/GPUs that other rayctl runs
+    hold (0: refuse at once). Raises InputError (2) for bad input, JobFailed (1) when
+    the job fails or is stopped, ResourcesBusy (1) when its resources are held by other
+    work, Interrupted (130) on Ctrl-C/SIGTERM, RayctlError (1) when the cluster cannot start.
     """
     target = check_target(target or recipe.target, "--target" if target else f"{recipe.path}: field 'target'")
     rep = reporter or Reporter(quiet=quiet)
     own_ledger = ledger is None
     led = ledger or Ledger()
     try:
-        with _sigterm_as_interrupt():
+        with _signals_as_interrupt():
             if target == "cloud":
                 return _launch_cloud(recipe, led, rep, detach=detach, quiet=quiet, schedule=schedule,
                                      catalog=catalog)
-            return _launch_ray(recipe, target, led, rep, detach=detach, schedule=schedule)
+            return _launch_ray(recipe, target, led, rep, detach=detach, schedule=schedule, wait=wait)
     finally:
         rep.close()
         if own_ledger:
             led.close()
 
 
-def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool, schedule: str | None) -> dict:
+def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool, schedule: str | None,
+                wait: float = 0.0) -> dict:
     from . import workloads
 
     local = target == "local"
@@ -172,6 +175,8 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
                   recipe_path=str(Path(recipe.path).resolve()) if recipe.path else None,
                   recipe_sha256=recipe.sha256, schedule=schedule or recipe.schedule, log_path=str(log_path),
                   nodes=1, hourly_usd=0.0, spot=False)
+    _record_launcher(led, run_id)
+    admitted = None  # the cluster dir whose admission book holds this run
     try:
         rep.stage(f"run {run_id} ({recipe.kind} '{recipe.name}') on {shown}")
         led.update(run_id, status="provisioning")
@@ -188,6 +193,7 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
                        ray_address=address)
             led.open_segment(run_id, cloud="local", instance_type=f"local-{cluster.num_cpus}cpu", nodes=1,
                              hourly_usd_per_node=0.0)
+            admitted = _admit(led, run_id, rep, local_provider.cluster_dir(), address, spec, wait)
         else:
             address, extra_env = target, {}
             v = jobs.probe(address)
@@ -195,7 +201,9 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
             led.update(run_id, cluster=shown, ray_address=shown)
             led.open_segment(run_id, cloud=None, nodes=1, hourly_usd_per_node=0.0)
     except KeyboardInterrupt:
-        _finish_once(led, run_id, "interrupted", "interrupted (Ctrl-C or SIGTERM) while the cluster was starting")
+        queued = led.get(run_id)["status"] == "queued"
+        _finish_once(led, run_id, "interrupted", "interrupted (Ctrl-C or SIGTERM) while "
+                     + ("queued for resources" if queued else "the cluster was starting"))
         raise Interrupted(f"run {run_id} interrupted before its job was submitted") from None
     except RayctlError as e:
         _finish_once(led, run_id, "failed", str(e).splitlines()[0][:500])
@@ -203,9 +211,47 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
     except BaseException as e:
         _finish_once(led, run_id, "failed", f"internal error: {type(e).__name__}: {e}"[:500])
         raise
-    return run_job(led, run_id, address, spec, reporter=rep, detach=detach, extra_env=extra_env,
-                   time_limit=recipe.budget.max_hours * 3600 if recipe.budget.max_hours else None,
-                   recipe_name=recipe.name, secrets_via="file" if local else "runtime_env")
+    try:
+        return run_job(led, run_id, address, spec, reporter=rep, detach=detach, extra_env=extra_env,
+                       time_limit=recipe.budget.max_hours * 3600 if recipe.budget.max_hours else None,
+                       recipe_name=recipe.name, secrets_via="file" if local else "runtime_env")
+    finally:
+        if admitted is not None and led.get(run_id)["status"] != "running":
+            from . import admission
+
+            admission.release(admitted, run_id)  # a detached job keeps its entry while Ray runs it
+
+
+def _admit(led: Ledger, run_id: str, rep: Reporter, cdir: Path, address: str, spec, wait: float) -> Path:
+    """Admission on the local cluster (rayctl.admission): reserve the job's needs, queue, or refuse."""
+    from . import admission
+
+    jobs.check_fits(address, spec.needs_cpus, spec.needs_gpus)  # never fits: exit 2, not a queue
+
+    def on_wait(what: str) -> None:
+        row = led.get(run_id)
+        if row["status"] in FINAL:  # `rayctl stop RUN` while it was queued
+            raise JobFailed(f"run {run_id} was stopped while queued")
+        if row["status"] != "queued" or row.get("reason") != what[:500]:
+            led.update(run_id, status="queued", reason=what[:500])
+            rep.stage(f"queued: {what}")
+
+    admission.admit(cdir, address, run_id, spec.needs_cpus, spec.needs_gpus, wait_s=wait, on_wait=on_wait)
+    if led.get(run_id)["status"] == "queued":
+        led.update(run_id, status="provisioning", reason=None)
+        rep.stage("admitted: the resources it waited for are free")
+    return cdir
+
+
+def _record_launcher(led: Ledger, run_id: str) -> None:
+    """Which process follows the run, so `rayctl runs` can tell a launch that was killed (kill -9)."""
+    try:
+        import psutil
+
+        ctime = psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - without psutil the run is reconciled from Ray alone
+        ctime = None
+    led.add_event(run_id, "launcher", detail={"pid": os.getpid(), "create_time": ctime})
 
 
 # ---------------------------------------------------------------------------- secrets
@@ -317,6 +363,11 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         log = open(log_path, "a", encoding="utf-8", errors="replace")
         cl = jobs.client(address)
         busy_hint = _busy_hint(led, shown, run_id)
+        if not busy_hint and led.get(run_id).get("cluster") == "local":
+            from . import admission
+            from .providers import local as local_provider
+
+            busy_hint = admission.holders_hint(local_provider.cluster_dir(), address, run_id)
         for w in jobs.check_resources(address, spec.needs_cpus, spec.needs_gpus, busy_hint=busy_hint):
             rep.warn(w)
         if led.get(run_id)["status"] in FINAL:  # `rayctl stop` got here first
@@ -329,6 +380,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         led.update(run_id, status="running", ray_job_id=job_id, ray_address=shown)
         rep.stage(f"submitted Ray job {job_id} (logs: {log_path})")
         if detach:
+            led.add_event(run_id, "launcher", detail={"pid": None, "detached": True})  # nobody follows it now
             rep.stage(f"detached; follow with `rayctl logs {run_id} --follow`, stop with `rayctl stop {run_id}`")
             return led.get(run_id)
 
@@ -360,7 +412,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         if outcome.status == "STOPPED":
             led.finish(run_id, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
             raise JobFailed(f"run {run_id} was stopped before it finished")
-        reason = jobs.failure_reason(outcome.message, outcome.last_lines)
+        reason = jobs.failure_reason(outcome.message, outcome.last_lines, report.metrics.get("error"))
         led.finish(run_id, "failed", reason=reason, **fields)
         raise JobFailed(f"run {run_id} failed: {reason}\nlogs: {log_path} (or `rayctl logs {run_id}`)")
     except KeyboardInterrupt:
@@ -481,8 +533,14 @@ def _launch_cloud(recipe, led: Ledger, rep: Reporter, *, detach: bool, quiet: bo
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (cron timeouts, CI cancels, `kill`) takes the same path as Ctrl-C."""
+def _signals_as_interrupt():
+    """SIGINT and SIGTERM (Ctrl-C, cron timeouts, CI cancels, `kill`) both stop the job and exit 130.
+
+    Both handlers are installed explicitly, whatever this process inherited: a process
+    started with SIGINT ignored (a background job of a shell, some CI runners and init
+    systems) would otherwise keep Python from installing its own Ctrl-C handler, and
+    `kill -INT` would do nothing. The previous handlers come back afterwards.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -490,11 +548,16 @@ def _sigterm_as_interrupt():
     def handler(signum, frame):
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+_sigterm_as_interrupt = _signals_as_interrupt  # the old name, for callers elsewhere
 
 
 @contextlib.contextmanager
@@ -573,7 +636,13 @@ def _serve_fields(row: dict, counters: dict) -> dict:
 
 
 def refresh(led: Ledger, run: str) -> dict:
-    """The run's row brought up to date from its cluster (job status, metrics, Serve counters)."""
+    """The run's row brought up to date from its cluster (job status, metrics, Serve counters, log).
+
+    A run nobody follows any more (its `rayctl launch` was killed, or it was detached) is
+    reconciled here: once its job ends the row gets the job's outcome; while the cluster
+    is alive its saved log is completed from Ray; when its cluster is gone it is `lost`.
+    Talks to the cluster over HTTP with short timeouts (no Ray import).
+    """
     row = get_run(led, run)
     rid = row["id"]
     if row["status"] not in LIVE:
@@ -590,42 +659,144 @@ def refresh(led: Ledger, run: str) -> dict:
         if counters is not None:
             led.update(rid, **_serve_fields(row, counters))
         elif _cluster_gone(row):
-            led.finish(rid, "stopped", reason="its local Ray cluster was stopped")
+            return _finish_lost(led, rid, GONE_REASON)
         return led.get(rid)
-    if not row.get("ray_job_id"):
-        return row
-    cl = _client_or_none(row.get("ray_address"))
-    if cl is None:
-        if _cluster_gone(row):
-            return led.finish(rid, "failed", reason="its local Ray cluster is gone (rayctl down, or a reboot)")
+    launcher = _launcher_alive(led, rid)
+    if launcher:
+        return row  # its launch follows the run and records the outcome itself
+    address = row.get("ray_address")
+    job_id = row.get("ray_job_id")
+    if not job_id:
+        if launcher is None:
+            return row  # a run recorded before launches said who follows them: nothing to tell
+        doc = _job_doc_or_none(address, rid) if address else None
+        if doc is None:
+            if address and _cluster_gone(row):
+                return _finish_lost(led, rid, GONE_REASON)
+            return _finish_lost(led, rid, f"its rayctl launch (pid {_launcher_pid(led, rid)}) ended before "
+                                          "the job was submitted (killed?)")
+        job_id = rid  # submitted just before the launch died: the job's submission id is the run id
+        led.update(rid, status="running", ray_job_id=job_id)
+    if not address:
         return row
     try:
-        info = cl.get_job_info(row["ray_job_id"])
-    except RuntimeError:
-        return row
-    st = getattr(info.status, "value", str(info.status))
+        doc = jobs.job_doc(address, job_id)
+    except (OSError, ValueError):
+        if _cluster_gone(row):
+            return _finish_lost(led, rid, GONE_REASON)
+        return row  # unreachable for now (an existing cluster may come back)
+    if doc is None:
+        return _finish_lost(led, rid, f"the Ray cluster at {address} has no job {job_id} any more "
+                                      "(the cluster was restarted?)")
+    st = str(doc.get("status"))
+    try:
+        text = jobs.job_logs(address, job_id)
+    except (OSError, ValueError):
+        text = None
+    if text is not None:
+        _complete_log(row.get("log_path"), text)
     if st not in jobs.TERMINAL:
         return row
     remove_secrets_file(rid)  # a detached job that ended before reading it
-    text = cl.get_job_logs(row["ray_job_id"])
     report = jobs.Report()
-    for ln in text.splitlines():
+    for ln in (text or "").splitlines():
         report.feed(ln)
-    lp = Path(row["log_path"]) if row.get("log_path") else None
-    if lp is not None and (not lp.exists() or lp.stat().st_size == 0):
-        lp.parent.mkdir(parents=True, exist_ok=True)
-        lp.write_text(ANSI_RE.sub("", text))
     fields = report.ledger_fields()
     if led.get(rid)["status"] in FINAL:  # the attached launch finished it meanwhile
         return led.get(rid)
     if st == "SUCCEEDED":
-        if (info.metadata or {}).get("rayctl_detached") == "1":
+        if str((doc.get("metadata") or {}).get("rayctl_detached")) == "1":
             led.update(rid, status="serving", **fields)
             return led.get(rid)
         return led.finish(rid, "succeeded", **fields)
     if st == "STOPPED":
         return led.finish(rid, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
-    return led.finish(rid, "failed", reason=jobs.failure_reason(info.message, text.splitlines()[-50:]), **fields)
+    return led.finish(rid, "failed", reason=jobs.failure_reason(doc.get("message") or "",
+                                                                (text or "").splitlines()[-200:],
+                                                                report.metrics.get("error")), **fields)
+
+
+GONE_REASON = "its local Ray cluster is gone (rayctl down, a reboot, or its head died) while no launch followed it"
+
+
+def _finish_lost(led: Ledger, rid: str, reason: str) -> dict:
+    remove_secrets_file(rid)
+    if led.get(rid)["status"] not in FINAL:
+        led.finish(rid, "lost", reason=reason)
+    return led.get(rid)
+
+
+def _job_doc_or_none(address: str, job_id: str) -> dict | None:
+    try:
+        return jobs.job_doc(address, job_id, timeout=3.0)
+    except (OSError, ValueError):
+        return None
+
+
+def _launcher_event(led: Ledger, rid: str) -> dict | None:
+    ev = [e for e in led.events(rid, "launcher") if isinstance(e.get("detail"), dict)]
+    return ev[-1]["detail"] if ev else None
+
+
+def _launcher_pid(led: Ledger, rid: str):
+    d = _launcher_event(led, rid)
+    return d.get("pid") if d else "?"
+
+
+def _launcher_alive(led: Ledger, rid: str) -> bool | None:
+    """Whether the `rayctl launch` that started the run still runs; None when it was not recorded."""
+    d = _launcher_event(led, rid)
+    if not d or not d.get("pid"):
+        return None
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        p = psutil.Process(int(d["pid"]))
+        if d.get("create_time") is not None and abs(p.create_time() - float(d["create_time"])) > 1.0:
+            return False  # the pid now belongs to another process
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _complete_log(log_path: str | None, text: str) -> None:
+    """Make the saved log hold Ray's whole log (a killed launch left it short, a detached one empty)."""
+    if not log_path:
+        return
+    text = ANSI_RE.sub("", text)
+    lp = Path(log_path)
+    try:
+        size = lp.stat().st_size
+    except OSError:
+        size = -1
+    if size >= len(text.encode("utf-8", errors="replace")):
+        return
+    lp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = lp.with_name(f".{lp.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8", errors="replace")
+    os.replace(tmp, lp)
+
+
+def reconcile(led: Ledger, *, budget_s: float = 30.0) -> list[str]:
+    """Bring every non-final run on a Ray target up to date with its cluster (`runs`, `cost report`).
+
+    Returns the ids whose row changed status. Bounded: each cluster call has a short
+    timeout, and runs left when `budget_s` is spent wait for the next call.
+    """
+    changed = []
+    deadline = time.monotonic() + budget_s
+    for r in led.runs(status=LIVE):
+        if r["target"] == "cloud" or time.monotonic() > deadline:
+            continue
+        try:
+            after = refresh(led, r["id"])
+        except Exception:  # noqa: BLE001 - listing runs never fails on one run's cluster
+            continue
+        if after["status"] != r["status"]:
+            changed.append(r["id"])
+    return changed
 
 
 def stop_run(led: Ledger, run: str) -> dict:

@@ -28,8 +28,11 @@ from .catalog import rayctl_home
 
 SCHEMA_VERSION = 1
 
-STATUSES = ("pending", "provisioning", "running", "serving", "succeeded", "failed", "interrupted", "stopped")
-FINAL = ("succeeded", "failed", "interrupted", "stopped")
+# queued: waiting for CPUs/GPUs that other rayctl runs on the cluster hold (`launch --wait`);
+# lost: the run's cluster went away while nobody followed it (found by `rayctl runs`/`status`).
+STATUSES = ("pending", "provisioning", "queued", "running", "serving", "succeeded", "failed", "interrupted",
+            "stopped", "lost")
+FINAL = ("succeeded", "failed", "interrupted", "stopped", "lost")
 
 _RUN_COLUMNS = {
     "id": "TEXT PRIMARY KEY",

@@ -52,10 +52,17 @@ def processes_with(marker: str) -> list:
     return out
 
 
-def popen_cli(*args, home: Path, env: dict | None = None) -> subprocess.Popen:
-    """`rayctl ARGS` as a background subprocess (for signals and concurrent commands)."""
+def popen_cli(*args, home: Path, env: dict | None = None, sigint_ignored: bool = False) -> subprocess.Popen:
+    """`rayctl ARGS` as a background subprocess (for signals and concurrent commands).
+
+    `sigint_ignored`: start it the way a shell starts a background job (SIGINT ignored),
+    whatever the test process itself inherited.
+    """
+    import signal
+
     full = dict(os.environ, RAYCTL_HOME=str(home), COLUMNS="200")
     full.pop("RAYCTL_DEBUG", None)
     full.update(env or {})
+    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([sys.executable, "-m", "rayctl", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=full)
+                            stderr=subprocess.PIPE, text=True, env=full, preexec_fn=pre)

@@ -31,6 +31,9 @@ def report(
 
     since_dt = accounting.parse_since(since) if since is not None else None
     with Ledger() as led:
+        from ..launch import reconcile
+
+        reconcile(led)  # a run whose launch was killed gets its outcome before it is costed
         doc = accounting.report(led, since=since_dt, recipe=recipe)
     if json_out:
         dump_json(doc)

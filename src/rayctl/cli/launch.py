@@ -29,10 +29,13 @@ def launch_cmd(
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once the job is submitted."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before starting paid cloud resources."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings, errors and the final summary."),
+    wait: float = typer.Option(0, "--wait", min=0, metavar="SECONDS",
+                               help="On the local cluster, queue up to SECONDS for CPUs/GPUs that other rayctl runs "
+                                    "hold (the run shows `queued` in `rayctl runs`); 0 refuses at once (exit 1)."),
 ) -> None:
     """Run a recipe as a Ray job: start or reuse the cluster, stream logs and progress, record the run.
 
-    Exit codes: 0 succeeded (or serving, or submitted with --detach); 1 failed or stopped; 2 invalid input; 130 interrupted (the job is stopped).
+    Exit codes: 0 succeeded (or serving, or submitted with --detach); 1 failed, stopped, or its resources are held by other work; 2 invalid input; 130 interrupted (the job is stopped).
     """
     from .. import recipe as recipe_mod
     from ..launch import Reporter, check_target, launch
@@ -51,11 +54,13 @@ def launch_cmd(
         reporter = RichReporter()
     else:
         reporter = Reporter(quiet=quiet)
-    row = launch(r, target=tgt, detach=detach, quiet=quiet, reporter=reporter)
+    row = launch(r, target=tgt, detach=detach, quiet=quiet, reporter=reporter, wait=wait)
     _summary(row, detach)
 
 
 def _summary(row: dict, detach: bool) -> None:
+    from ..ledger import FINAL
+
     con = console()
     rid = row["id"]
     m = row.get("metrics") or {}
@@ -63,7 +68,7 @@ def _summary(row: dict, detach: bool) -> None:
         con.print(f"[green]serving[/] run {rid} at [bold]{m.get('url', '?')}[/]  "
                   f"(stop with `rayctl stop {rid}`)")
         return
-    if detach and row["status"] not in ("succeeded", "failed", "stopped", "interrupted"):
+    if detach and row["status"] not in FINAL:
         con.print(f"submitted run {rid} as Ray job {row.get('ray_job_id')} on {row.get('ray_address')} "
                   f"(detached)\n  follow: rayctl logs {rid} --follow   status: rayctl status {rid}   "
                   f"stop: rayctl stop {rid}")
@@ -111,13 +116,15 @@ def runs_cmd(
     status: Optional[List[str]] = typer.Option(None, "--status", help="Only runs with this status (repeatable)."),
     recipe: Optional[str] = typer.Option(None, "--recipe", help="Only runs of this recipe name."),
 ) -> None:
-    """List recorded runs, newest first."""
+    """List recorded runs, newest first (live runs are first checked against their clusters)."""
+    from ..launch import reconcile
     from ..ledger import STATUSES, Ledger
 
     for s in status or []:
         if s not in STATUSES:
             raise InputError(f"--status: '{s}' is not a run status; use one of: {', '.join(STATUSES)}")
     with Ledger() as led:
+        reconcile(led)
         rows = led.runs(status=status or None, recipe=recipe, limit=limit)
     if json_out:
         dump_json({"runs": rows})
@@ -137,11 +144,14 @@ def runs_cmd(
                   _dur(r.get("duration_s")), "-" if r.get("rows") is None else f"{r['rows']:,}", tokens,
                   money(r.get("cost_usd")))
     console().print(t)
+    for r in rows:
+        if r["status"] in ("queued", "lost") and r.get("reason"):
+            console().print(f"{r['id']} {r['status']}: {r['reason']}", markup=False, highlight=False)
 
 
 def _status_text(s: str) -> str:
     color = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "stopped": "yellow",
-             "running": "cyan", "serving": "cyan"}.get(s)
+             "running": "cyan", "serving": "cyan", "queued": "magenta", "lost": "red"}.get(s)
     return f"[{color}]{s}[/]" if color else s
 
 

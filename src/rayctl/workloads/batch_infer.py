@@ -450,7 +450,7 @@ def _watch(worker: threading.Thread, counter, total, stall_timeout_s: float) -> 
         try:
             rows = ray.get(counter.get.remote(), timeout=10)["rows"]
         except Exception:
-            continue
+            rows = last_rows  # the counter did not answer: no progress seen, the stall clock runs on
         if rows != last_rows:
             if rows > 0:
                 report.progress(rows, total, "rows", "generating")
@@ -458,7 +458,8 @@ def _watch(worker: threading.Thread, counter, total, stall_timeout_s: float) -> 
         elif time.monotonic() - last_change > stall_timeout_s:
             free = ray.available_resources()
             raise common.WorkloadError(
-                f"no rows completed for {stall_timeout_s:.0f} s (free now: {free.get('CPU', 0):g} CPU, "
+                f"stalled: no progress for {stall_timeout_s:.0f} s (no row completed; free now: "
+                f"{free.get('CPU', 0):g} CPU, "
                 f"{free.get('GPU', 0):g} GPU); other work may hold the CPUs Ray Data's read tasks or model replicas "
                 "need; lower concurrency/num_cpus or raise workload.stall_timeout_s")
 
