@@ -50,6 +50,7 @@ class Resources:
     memory: MinSpec | None = None
     checkpoint_minutes: float = 30.0
     restart_minutes: float = 5.0
+    objective: str | None = None  # "per-token" | "hourly"; None: by kind (planner.objective_for)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Recipe:
     path: str = ""
     sha256: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    compare_to: tuple[str, ...] = ()  # managed APIs to compare the plan with (`plan --api`)
 
     @property
     def is_batch(self) -> bool:
@@ -107,6 +109,7 @@ def build(doc: dict, path: str, data: bytes) -> Recipe:
         memory=MinSpec.parse(r.get("memory")),
         checkpoint_minutes=float(r.get("checkpoint_minutes", 30)),
         restart_minutes=float(r.get("restart_minutes", 5)),
+        objective=r.get("objective"),
     )
     b = doc.get("budget") or {}
     kind = doc["kind"]
@@ -126,4 +129,5 @@ def build(doc: dict, path: str, data: bytes) -> Recipe:
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),
         raw=doc,
+        compare_to=tuple(doc.get("compare_to") or ()),
     )

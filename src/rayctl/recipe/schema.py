@@ -59,6 +59,9 @@ SCHEMA: dict = {
                 "memory": _MIN_SPEC,
                 "checkpoint_minutes": _POSITIVE,
                 "restart_minutes": {"type": "number", "minimum": 0},
+                "objective": {"enum": ["per-token", "hourly"],
+                              "description": "rank offers by $ per 1M output tokens (default for batch-infer "
+                                             "and serve) or by cluster $/h (default for train and tune)"},
             },
         },
         "budget": {
@@ -79,6 +82,9 @@ SCHEMA: dict = {
         },
         "schedule": {"type": "string", "minLength": 1, "description": "cron expression, e.g. '0 2 * * *'"},
         "workload": {"type": "object", "description": "kind-specific settings; see docs/recipes.md"},
+        "compare_to": {"type": "array", "items": {"type": "string", "minLength": 1},
+                       "description": "managed APIs to compare the plan with, as `cost compare --api` names "
+                                      "them, e.g. [gpt-4o-mini, groq:llama-3.1-8b-instant]"},
     },
 }
 
