@@ -328,7 +328,7 @@ def _references(model: str | None, spec, gpu: str | None, cat) -> _Source:
     on_gpu = [r for r in refs if r.accelerator.lower() == spec.name.lower()]
     tps, notes = [], []
     if not on_gpu:
-        # no figure on this GPU: each engine's nearest published figure, scaled by memory bandwidth
+        # no published figure on this GPU: each engine's nearest one, scaled by memory bandwidth
         for engine in dict.fromkeys(r.engine for r in refs):
             fig = tp_mod.Resolver(refs[0].model, engine, rows=[r for r in refs if r.engine == engine],
                                   use_ledger=False).figure(spec.name)
