@@ -392,6 +392,11 @@ def _prefer(rows: list, preferred: set, pct: float) -> list:
     return front + [r for r in rows if id(r) not in ids]
 
 
+def _sig(x: float) -> float:
+    """10 significant digits: $ per 1M tokens are small numbers, and JSON stays stable."""
+    return float(f"{x:.10g}")
+
+
 def _candidate(r: tuple, spot: bool, nodes: int, with_effective: bool, figures: dict) -> Candidate:
     if len(r) == 5:
         key, cluster, o, eff, tps = r
@@ -404,8 +409,8 @@ def _candidate(r: tuple, spot: bool, nodes: int, with_effective: bool, figures: 
         extra = dict(output_tokens_per_s=round(tps, 3) if tps else None,
                      throughput_source=f.source if f is not None else "none",
                      throughput_runs=f.runs if f is not None else None,
-                     usd_per_1m_output_tokens=round(per_node * nodes / (tps * 3600.0) * 1e6, 6) if tps else None,
-                     effective_usd_per_1m_output_tokens=round(key, 6) if tps and with_effective else None)
+                     usd_per_1m_output_tokens=_sig(per_node * nodes / (tps * 3600.0) * 1e6) if tps else None,
+                     effective_usd_per_1m_output_tokens=_sig(key) if tps and with_effective else None)
     return Candidate(
         cloud=o.cloud, region=o.region, zone=o.zone, instance_type=o.instance_type,
         accelerator=o.accelerator, accelerator_count=o.count, spot=spot,
