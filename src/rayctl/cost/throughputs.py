@@ -35,7 +35,6 @@ import difflib
 import json
 import math
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,7 +223,10 @@ def parse_stated(items: list[str] | None, flag: str = "--gpu-throughput") -> dic
 
 
 def _median(xs: list[float]) -> float:
-    return float(statistics.median(xs))
+    """The median (no `statistics` import: this runs on the `rayctl plan` path)."""
+    s = sorted(xs)
+    n = len(s)
+    return float(s[n // 2]) if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
 
 
 class Resolver:
@@ -307,8 +309,6 @@ def _cite(r: Throughput) -> str:
 def measured_per_gpu(model: str | None, engine: str | None, ledger_path: str | Path | None = None) -> dict:
     """{accelerator lower: [output tok/s per GPU of each succeeded run]} for runs of this model
     and engine (engine None: any). One read-only query; no ledger file, no figures."""
-    import sqlite3
-
     if ledger_path is None:
         from ..catalog import rayctl_home
 
@@ -317,6 +317,7 @@ def measured_per_gpu(model: str | None, engine: str | None, ledger_path: str | P
     out: dict[str, list] = {}
     if not p.is_file():
         return out
+    import sqlite3
     key = normalize(model) if model else None
     try:
         db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5)
