@@ -31,7 +31,6 @@ Nothing heavy is imported here: the planner must stay light.
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 import math
 import re
@@ -165,6 +164,8 @@ def for_model(model: str, rows: list[Throughput]) -> list[Throughput]:
     key = normalize(model)
     found = [r for r in rows if normalize(r.model) == key]
     if not found:
+        import difflib
+
         known = sorted({r.model for r in rows})
         close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
