@@ -169,10 +169,11 @@ def plan_cmd(
         for d in docs:
             if not isinstance(d, tuple):
                 _print_plan(d, top or 10)
+                per = "$ per 1M output tokens from " if d.objective == "per-token" else ""
                 if aware:
-                    console().print(f"ranking: {d.ranking} $/h (preemption-aware: {hist.describe()})")
+                    console().print(f"ranking: {per}{d.ranking} $/h (preemption-aware: {hist.describe()})")
                 elif hist is not None and any(c.spot for c in d.candidates):
-                    console().print("ranking: sticker $/h (no spot history in the ledger; "
+                    console().print(f"ranking: {per}sticker $/h (no spot history in the ledger; "
                                     "--preemption-aware applies the prior)")
     failed = [d[1] for d in docs if isinstance(d, tuple)]
     if failed:
