@@ -213,3 +213,20 @@ def test_budget_and_max_hourly_still_apply_with_per_token(shared_catalog):
     assert p.chosen.accelerator == "A100-80GB" and all(c.hourly_usd <= 10 for c in p.candidates)
     with pytest.raises(NoPlanError, match="no offer fits the budget"):
         planner.plan(_rec(EXAMPLE), cat, objective="per-token", figures=figs, budget_usd=1, hours=1)
+
+
+def test_preemption_aware_ranking_divides_effective_price_by_tokens(shared_catalog):
+    cat = catalog_mod.load(str(shared_catalog))
+    figs = tp.Resolver("x", stated={"h100": 6000, "a100-80gb": 2000}, use_ledger=False)
+    # a made-up interruption rate per (cloud, region, type): aws ap-south-1 is preempted a lot
+    def rate(cloud, region, itype):
+        return 5.0 if region == "ap-south-1" else 0.01
+
+    p = planner.plan(_rec(EXAMPLE), cat, objective="per-token", figures=figs, rate_fn=rate)
+    assert p.ranking == "effective"
+    for c in p.candidates:
+        assert c.effective_usd_per_1m_output_tokens == pytest.approx(
+            c.effective_hourly_usd / (c.output_tokens_per_s * 3600) * 1e6, rel=1e-6)
+    keys = [c.effective_usd_per_1m_output_tokens for c in p.candidates]
+    assert keys == sorted(keys)
+    assert p.chosen.region != "ap-south-1"  # the sticker-cheapest per token loses to its preemptions
