@@ -185,6 +185,8 @@ def recipe_model(recipe: Recipe) -> tuple[str | None, str | None]:
     wl = recipe.workload if isinstance(recipe.workload, dict) else {}
     model = wl.get("model") if isinstance(wl.get("model"), str) else None
     engine = wl.get("engine") if isinstance(wl.get("engine"), str) else None
+    if engine is None and recipe.kind == "serve":
+        engine = "transformers"  # the built-in serve app runs the model with Hugging Face transformers
     return model or "rayctl-demo", engine
 
 

@@ -230,3 +230,11 @@ def test_preemption_aware_ranking_divides_effective_price_by_tokens(shared_catal
     keys = [c.effective_usd_per_1m_output_tokens for c in p.candidates]
     assert keys == sorted(keys)
     assert p.chosen.region != "ap-south-1"  # the sticker-cheapest per token loses to its preemptions
+
+
+def test_serve_runs_transformers_and_borrows_other_engines_figures_with_a_note():
+    r = _rec("name: s\nkind: serve\nresources:\n  accelerators: A100-80GB:1\n")
+    assert planner.recipe_model(r) == ("rayctl-demo", "transformers")
+    f = tp.Resolver(*planner.recipe_model(r), use_ledger=False).figure("A100-80GB")
+    assert f.source == "published" and f.per_gpu == pytest.approx((4281.51 + 4132.37) / 2)  # median of the two
+    assert "no published figure for engine transformers" in f.note and "size class" in f.note

@@ -8,7 +8,8 @@ One module answers this for the planner (`plan --objective per-token`) and for
 1. **measured** -- the median, over the ledger's succeeded runs of the same model and
    engine on that accelerator, of output_tokens / duration / GPUs (duration: the
    workload's `metrics.duration_s`, else `metrics.elapsed_s`, else the run's wall
-   clock). Only runs whose ledger row names an accelerator count: a local run on a
+   clock). A run that recorded no engine matches on the model alone. Only runs whose
+   ledger row names an accelerator count: a local run on a
    CPU-only machine records none, so it never counts for a GPU. `runs` says how many.
 2. **published** -- `pricing/throughputs.csv`: public figures, each row with its
    source (repository and file, or page), engine and version, precision, input/output
@@ -343,7 +344,8 @@ def measured_per_gpu(model: str | None, engine: str | None, ledger_path: str | P
         run_model = m.get("model")
         if key is not None and (not isinstance(run_model, str) or normalize(run_model) != key):
             continue
-        if engine is not None and str(m.get("engine") or "").lower() != engine:
+        # a run that recorded its engine must match; one that did not (serve) matches on the model
+        if engine is not None and m.get("engine") and str(m["engine"]).lower() != engine:
             continue
         d = None
         for k in ("duration_s", "elapsed_s"):
