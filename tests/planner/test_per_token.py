@@ -238,3 +238,9 @@ def test_serve_runs_transformers_and_borrows_other_engines_figures_with_a_note()
     f = tp.Resolver(*planner.recipe_model(r), use_ledger=False).figure("A100-80GB")
     assert f.source == "published" and f.per_gpu == pytest.approx((4281.51 + 4132.37) / 2)  # median of the two
     assert "no published figure for engine transformers" in f.note and "size class" in f.note
+
+
+def test_launch_rejects_an_unknown_objective(cli, example):
+    r = cli("launch", example, "--objective", "cheapest", "--target", "cloud", "--yes")
+    assert r.code == 2 and "--objective cheapest" in r.err, r
+    assert_no_traceback(r)
