@@ -510,7 +510,9 @@ def _launch_cloud(recipe, led: Ledger, rep: Reporter, *, detach: bool, quiet: bo
 
     cat = catalog if isinstance(catalog, catalog_mod.Catalog) else catalog_mod.load(catalog)
     hist = preemption.history()  # spot offers ranked by effective $/h once the ledger has history
-    plan = planner.plan(recipe, cat, rate_fn=hist.rate_fn(recipe.resources.nodes) if hist.any else None)
+    objective = planner.objective_for(recipe)  # per-token: cheapest per output token first (the failover order)
+    plan = planner.plan(recipe, cat, rate_fn=hist.rate_fn(recipe.resources.nodes) if hist.any else None,
+                        objective=objective)
     run_id = new_run_id(recipe.name)
     logs_dir = rayctl_home() / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,9 @@ planning still pairs up). For each recipe the diff says what moved:
 - `offer`: cloud, instance type, accelerator or pricing mode of the chosen offer;
 - `region`: region or zone of the chosen offer;
 - `price`: cluster $/h of the chosen offer;
+- `per-token`: $ per 1M output tokens of the chosen offer (when both plans have it:
+  the per-token objective);
+- `objective`: the ranking objective (per-token or hourly), when both plans name one;
 - `estimate`: the estimated $ (or the hours it is estimated for);
 - `error`: the recipe started or stopped failing to plan, or fails differently.
 
@@ -25,7 +28,7 @@ import os
 
 from .errors import InputError
 
-FIELDS = ("offer", "region", "price", "estimate", "error")
+FIELDS = ("offer", "region", "price", "per-token", "estimate", "objective", "error")
 CHANGES = ("changed", "added", "removed", "failing", "fixed", "still-failing", "unchanged")
 _EPS = 1e-9
 
@@ -84,6 +87,7 @@ def summarize(d: dict) -> dict:
             "instance_type": c.get("instance_type"), "accelerator": c.get("accelerator"),
             "accelerator_count": c.get("accelerator_count"), "spot": bool(c.get("spot")),
             "hourly_usd": c.get("hourly_usd"), "hours": est.get("hours"), "estimate_usd": est.get("usd"),
+            "objective": d.get("objective"), "usd_per_1m_output_tokens": c.get("usd_per_1m_output_tokens"),
             "catalog": {"source": cat.get("source"), "as_of": cat.get("as_of")}}
 
 
@@ -135,8 +139,13 @@ def compare(o: dict | None, n: dict | None) -> tuple[str, list[str]]:
         fields.append("region")
     if _differs(o["hourly_usd"], n["hourly_usd"]):
         fields.append("price")
+    a, b = o.get("usd_per_1m_output_tokens"), n.get("usd_per_1m_output_tokens")
+    if a is not None and b is not None and _differs(a, b):
+        fields.append("per-token")
     if _differs(o["estimate_usd"], n["estimate_usd"]) or _differs(o["hours"], n["hours"]):
         fields.append("estimate")
+    if o.get("objective") and n.get("objective") and o["objective"] != n["objective"]:
+        fields.append("objective")
     return ("changed" if fields else "unchanged"), fields
 
 
@@ -244,7 +253,7 @@ _LABEL = {"changed": "changed", "added": "added", "removed": "removed", "failing
           "fixed": "now plans", "still-failing": "still failing", "unchanged": "—"}
 
 
-def _row(r: dict) -> str:
+def _row(r: dict, per_token: bool = False) -> str:
     o, n, f = r["old"], r["new"], set(r["fields"])
     change = _LABEL[r["change"]]
     if r["change"] == "added" and not n["ok"]:
@@ -254,12 +263,26 @@ def _row(r: dict) -> str:
     cells = [_md(r["recipe"] or r["file"] or "?"), change,
              _pair(o, n, _offer, bool(f & {"offer", "error"}) or r["change"] in ("failing", "fixed")),
              _pair(o, n, _region, bool(f & {"region", "error"})),
-             _money_cell(o, n, "hourly_usd", 4, bool(f & {"price", "error"})),
-             _estimate(o, n, bool(f & {"estimate", "error"}))]
+             _money_cell(o, n, "hourly_usd", 4, bool(f & {"price", "error"}))]
+    if per_token:
+        cells.append(_per_token_cell(o, n, "per-token" in f))
+    cells.append(_estimate(o, n, bool(f & {"estimate", "error"})))
     return "| " + " | ".join(cells) + " |"
 
 
+def _per_token_cell(o, n, changed: bool) -> str:
+    ov = o.get("usd_per_1m_output_tokens") if o and o["ok"] else None
+    nv = n.get("usd_per_1m_output_tokens") if n and n["ok"] else None
+    if n is None:
+        return f"~~{_usd(ov, 4)}~~" if ov is not None else "—"
+    if not changed or ov is None or nv is None:
+        return _usd(nv, 4)
+    return f"{_usd(ov, 4)} → **{_usd(nv, 4)}**{_pct(ov, nv)}"
+
+
 _HEAD = "| recipe | change | offer | region | $/h | estimate |\n|---|---|---|---|---|---|\n"
+_HEAD_PT = ("| recipe | change | offer | region | $/h | $/1M out tok | estimate |\n"
+            "|---|---|---|---|---|---|---|\n")
 
 
 def markdown(d: dict, title: str = "rayctl plan") -> str:
@@ -280,12 +303,16 @@ def markdown(d: dict, title: str = "rayctl plan") -> str:
         lines.append("")
     moved = [r for r in d["recipes"] if r["change"] != "unchanged"]
     same = [r for r in d["recipes"] if r["change"] == "unchanged"]
+    # the $/1M output tokens column only when some plan has it (per-token objective)
+    pt = any(e and e.get("ok") and e.get("usd_per_1m_output_tokens") is not None
+             for r in d["recipes"] for e in (r["old"], r["new"]))
+    head = _HEAD_PT if pt else _HEAD
     if moved:
-        lines.append(_HEAD + "\n".join(_row(r) for r in moved))
+        lines.append(head + "\n".join(_row(r, pt) for r in moved))
     else:
         lines.append("No plan changed.")
     if same:
-        lines += ["", f"<details><summary>{len(same)} unchanged</summary>", "", _HEAD + "\n".join(_row(r) for r in same),
+        lines += ["", f"<details><summary>{len(same)} unchanged</summary>", "", head + "\n".join(_row(r, pt) for r in same),
                   "", "</details>"]
     return "\n".join(lines) + "\n"
 

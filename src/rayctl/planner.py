@@ -1,4 +1,4 @@
-"""Rank every feasible offer for a recipe, cheapest cluster $/h first.
+"""Rank every feasible offer for a recipe: cheapest per output token, or per hour.
 
 An offer is feasible when its accelerator name and per-node count match one of the
 recipe's alternatives exactly, it has a price in the asked pricing mode, and it meets
@@ -7,9 +7,17 @@ the failover order: the provisioner tries the first candidate, then the next.
 
 Ranking key, in order:
 1. with `spot: auto`, every spot offer before every on-demand offer;
-2. offers in `prefer_regions` priced within `prefer_within_pct` of the cheapest;
-3. cluster $/h (nodes x per-node price);
+2. offers in `prefer_regions` priced within `prefer_within_pct` of the cheapest (by the
+   key of step 3);
+3. the objective: `hourly` -- cluster $/h (nodes x per-node price); `per-token` -- $ per
+   1M output tokens = cluster $/h / (cluster output tokens/s x 3600) x 1e6, where the
+   cluster's tokens/s = per-GPU figure x GPUs per node x nodes (`cost.throughputs`:
+   stated, measured, published or scaled). Offers whose accelerator has no figure
+   rank after every offer that has one, by $/h, with a warning;
 4. ties broken by cloud, region, zone, instance type, accelerator: deterministic.
+
+The objective defaults to `per-token` for batch-infer and serve, `hourly` for train and
+tune (`objective_for`).
 
 Optionally a `rate_fn(cloud, region, instance_type) -> interruptions/hour` makes spot
 offers rank by effective $/h = price x (1 + rate x (restart + checkpoint/2) / 60)
@@ -41,6 +49,11 @@ class Candidate:
     vcpus: float | None = None
     memory_gib: float | None = None
     effective_hourly_usd: float | None = None
+    output_tokens_per_s: float | None = None  # per-token objective: the cluster's
+    throughput_source: str | None = None
+    throughput_runs: int | None = None
+    usd_per_1m_output_tokens: float | None = None
+    effective_usd_per_1m_output_tokens: float | None = None
 
     def as_dict(self) -> dict:
         d = {
@@ -51,6 +64,14 @@ class Candidate:
         }
         if self.effective_hourly_usd is not None:
             d["effective_hourly_usd"] = self.effective_hourly_usd
+        if self.throughput_source is not None:
+            d["output_tokens_per_s"] = self.output_tokens_per_s
+            d["throughput_source"] = self.throughput_source
+            if self.throughput_runs is not None:
+                d["throughput_runs"] = self.throughput_runs
+            d["usd_per_1m_output_tokens"] = self.usd_per_1m_output_tokens
+            if self.effective_usd_per_1m_output_tokens is not None:
+                d["effective_usd_per_1m_output_tokens"] = self.effective_usd_per_1m_output_tokens
         return d
 
     @property
@@ -75,13 +96,18 @@ class Plan:
     ranking: str = "sticker"
     warnings: list[str] = field(default_factory=list)
     with_effective: bool = False
+    objective: str = "hourly"
+    figures: dict = field(default_factory=dict)  # per-token: accelerator -> Figure | None
+    throughput_model: str | None = None
+    throughput_engine: str | None = None
+    baselines: dict | None = None  # `--api` / `compare_to`: the managed-API comparison
     _candidates: list | None = field(default=None, repr=False)
 
     @property
     def candidates(self) -> list[Candidate]:
         """The failover order (built on first use: large catalogs rank many offers)."""
         if self._candidates is None:
-            self._candidates = [_candidate(r, s, self.nodes, self.with_effective)
+            self._candidates = [_candidate(r, s, self.nodes, self.with_effective, self.figures)
                                 for s, rows in self.ranked for r in rows]
         return self._candidates
 
@@ -90,7 +116,7 @@ class Plan:
         if self._candidates is not None:
             return self._candidates[0]
         s, rows = next((s, rows) for s, rows in self.ranked if rows)
-        return _candidate(rows[0], s, self.nodes, self.with_effective)
+        return _candidate(rows[0], s, self.nodes, self.with_effective, self.figures)
 
     @property
     def estimate_usd(self) -> float:
@@ -108,10 +134,60 @@ class Plan:
             "spot": self.spot_mode,
             "feasible": self.feasible,
             "ranking": self.ranking,
+            "objective": self.objective,
         }
         if self.budget_usd is not None:
             d["budget_usd"] = _num(self.budget_usd)
+        if self.objective == "per-token":
+            d["throughput"] = {
+                "model": self.throughput_model, "engine": self.throughput_engine,
+                "figures": [_figure_doc(name, f) for name, f in sorted(self.figures.items())],
+            }
+        if self.baselines is not None:
+            d["baselines"] = self.baselines
         return d
+
+
+def _figure_doc(name: str, f) -> dict:
+    if f is None:
+        return {"accelerator": name, "output_tokens_per_s_per_gpu": None, "source": None,
+                "basis": "no measured, published or scalable figure; state one with --gpu-throughput"}
+    d = {"accelerator": name, "output_tokens_per_s_per_gpu": round(f.per_gpu, 3), "source": f.source}
+    if f.runs is not None:
+        d["runs"] = f.runs
+    if f.model:
+        d["model"] = f.model
+    if f.engine:
+        d["engine"] = f.engine
+    d["basis"] = f.basis
+    if f.note:
+        d["note"] = f.note
+    return d
+
+
+OBJECTIVES = ("per-token", "hourly")
+
+
+def objective_for(recipe: Recipe, flag: str | None = None) -> str:
+    """`--objective`, else `resources.objective`, else per-token for batch-infer/serve, hourly otherwise."""
+    if flag is not None:
+        if flag not in OBJECTIVES:
+            raise InputError(f"--objective {flag}: must be one of {', '.join(OBJECTIVES)}")
+        return flag
+    obj = getattr(recipe.resources, "objective", None)
+    if obj:
+        return obj
+    return "per-token" if recipe.kind in ("batch-infer", "serve") else "hourly"
+
+
+def recipe_model(recipe: Recipe) -> tuple[str | None, str | None]:
+    """(model, engine) of a recipe's workload, for throughput figures."""
+    wl = recipe.workload if isinstance(recipe.workload, dict) else {}
+    model = wl.get("model") if isinstance(wl.get("model"), str) else None
+    engine = wl.get("engine") if isinstance(wl.get("engine"), str) else None
+    if engine is None and recipe.kind == "serve":
+        engine = "transformers"  # the built-in serve app runs the model with Hugging Face transformers
+    return model or "rayctl-demo", engine
 
 
 def _num(x: float):
@@ -124,20 +200,24 @@ def effective_price(price: float, rate_per_hour: float, restart_minutes: float, 
 
 
 def plan(recipe: Recipe, catalog: Catalog, *, budget_usd: float | None = None, hours: float | None = None,
-         top: int | None = None, rate_fn: Callable[[str, str, str], float] | None = None) -> Plan:
-    """Rank the catalog's offers for `recipe`; raise NoPlanError (exit 3) when none fits."""
+         top: int | None = None, rate_fn: Callable[[str, str, str], float] | None = None,
+         objective: str = "hourly", figures=None) -> Plan:
+    """Rank the catalog's offers for `recipe`; raise NoPlanError (exit 3) when none fits.
+
+    With `objective="per-token"`, `figures` is a `cost.throughputs.Resolver` (or anything with
+    `.figure(accelerator) -> Figure | None`, plus optional `.model`/`.engine`)."""
     # The ranking allocates one tuple per feasible offer and no reference cycles; the
     # cyclic GC would only re-walk them (a 2x slowdown at 1M offers), so pause it.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _plan(recipe, catalog, budget_usd, hours, top, rate_fn)
+        return _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective, figures)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _plan(recipe, catalog, budget_usd, hours, top, rate_fn) -> Plan:
+def _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective="hourly", figures=None) -> Plan:
     res = recipe.resources
     if not res.accelerators:
         raise InputError(f"{recipe.path}: field 'resources.accelerators' is required to plan: "
@@ -205,7 +285,7 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn) -> Plan:
         if not any(within):
             c_row, c_spot = min(((r, spot) for spot, g in zip(modes, groups) for r in g),
                                 key=lambda rs: (rs[0][1], _tie(rs[0][2])))
-            c = _candidate(c_row, c_spot, nodes, rate_fn is not None)
+            c = _candidate(c_row, c_spot, nodes, rate_fn is not None, {})
             cost = round(c.hourly_usd * hours, 2)
             buys = budget_usd / c.hourly_usd
             raise NoPlanError(
@@ -215,11 +295,27 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn) -> Plan:
                 f"Raise the budget to at least ${cost:,.2f}, or shorten budget.max_hours.")
         groups = within
 
+    figs: dict = {}
+    warnings = list(catalog.warnings)
+    if objective == "per-token":
+        if figures is None:
+            from .cost.throughputs import Resolver
+
+            figures = Resolver(*recipe_model(recipe))
+        groups, figs = _per_token(groups, figures, nodes)
+        missing = sorted(n for n, f in figs.items() if f is None)
+        if missing:
+            warnings.append(f"no throughput figure for {', '.join(missing)} (none measured, published or "
+                            "scalable by memory bandwidth): those offers rank after the others, by $/h; "
+                            "state one with --gpu-throughput ACC=TOK_S")
+    elif objective != "hourly":
+        raise InputError(f"objective {objective}: must be one of {', '.join(OBJECTIVES)}")
+
     ranked: list[tuple] = []  # (spot, rows) per pricing mode, in failover order
     feasible = sum(len(g) for g in groups)
     kept = 0
     for spot, g in zip(modes, groups):
-        g = _rank(g)
+        g = _rank_per_token(g) if objective == "per-token" else _rank(g)
         if res.prefer_regions and g:
             g = _prefer(g, set(res.prefer_regions), res.prefer_within_pct)
         if top is not None:
@@ -230,7 +326,46 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn) -> Plan:
     return Plan(recipe=recipe.name, kind=recipe.kind, nodes=nodes, spot_mode=res.spot,
                 catalog_source=catalog.source, catalog_as_of=catalog.as_of, ranked=ranked,
                 feasible=feasible, hours=hours, budget_usd=budget_usd, ranking=ranking,
-                warnings=list(catalog.warnings), with_effective=rate_fn is not None)
+                warnings=warnings, with_effective=rate_fn is not None, objective=objective,
+                figures=figs, throughput_model=getattr(figures, "model", None),
+                throughput_engine=getattr(figures, "engine", None))
+
+
+def _per_token(groups: list, figures, nodes: int) -> tuple[list, dict]:
+    """Rows become (effective $/1M output tokens, cluster $/h, offer, effective $/h, cluster tok/s);
+    a missing figure gives key inf and tok/s None."""
+    figs: dict = {}  # canonical accelerator name -> Figure | None
+    tps: dict = {}  # (accelerator, count) -> cluster output tokens/s | None
+    out = []
+    inf = float("inf")
+    for g in groups:
+        rows = []
+        for eff, cluster, o in g:
+            k = (o.accelerator, o.count)
+            t = tps.get(k, 0)
+            if t == 0:
+                f = figs[o.accelerator] if o.accelerator in figs else figures.figure(o.accelerator)
+                figs[o.accelerator] = f
+                t = tps[k] = f.tokens_per_s(o.count, nodes) if f is not None else None
+            rows.append((eff / (t * 3600.0) * 1e6 if t else inf, cluster, o, eff, t))
+        out.append(rows)
+    return out, figs
+
+
+def _rank_per_token(rows: list) -> list:
+    """By $ per 1M output tokens; offers without a figure last, by effective $/h (stable sort:
+    equal keys keep the catalog's deterministic order, as in `_rank`)."""
+    known = [r for r in rows if r[4]]
+    known.sort(key=_first)
+    if len(known) == len(rows):
+        return known
+    rest = [r for r in rows if not r[4]]
+    rest.sort(key=_fourth)
+    return known + rest
+
+
+def _fourth(r):
+    return r[3]
 
 
 def _tie(o: Offer) -> tuple:
@@ -259,15 +394,32 @@ def _prefer(rows: list, preferred: set, pct: float) -> list:
     return front + [r for r in rows if id(r) not in ids]
 
 
-def _candidate(r: tuple, spot: bool, nodes: int, with_effective: bool) -> Candidate:
-    eff, cluster, o = r
+def _sig(x: float) -> float:
+    """10 significant digits: $ per 1M tokens are small numbers, and JSON stays stable."""
+    return float(f"{x:.10g}")
+
+
+def _candidate(r: tuple, spot: bool, nodes: int, with_effective: bool, figures: dict) -> Candidate:
+    if len(r) == 5:
+        key, cluster, o, eff, tps = r
+    else:
+        (eff, cluster, o), tps = r, None
     per_node = o.spot_price if spot else o.price
+    extra = {}
+    if len(r) == 5:
+        f = figures.get(o.accelerator)
+        extra = dict(output_tokens_per_s=round(tps, 3) if tps else None,
+                     throughput_source=f.source if f is not None else "none",
+                     throughput_runs=f.runs if f is not None else None,
+                     usd_per_1m_output_tokens=_sig(per_node * nodes / (tps * 3600.0) * 1e6) if tps else None,
+                     effective_usd_per_1m_output_tokens=_sig(key) if tps and with_effective else None)
     return Candidate(
         cloud=o.cloud, region=o.region, zone=o.zone, instance_type=o.instance_type,
         accelerator=o.accelerator, accelerator_count=o.count, spot=spot,
         hourly_usd_per_node=round(per_node, 6), hourly_usd=round(per_node * nodes, 6),
         vcpus=o.vcpus, memory_gib=o.memory_gib,
         effective_hourly_usd=round(eff, 6) if with_effective else None,
+        **extra,
     )
 
 

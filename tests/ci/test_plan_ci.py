@@ -109,8 +109,11 @@ def test_price_change_shows_in_the_diff(cli, recipes, catalog, tmp_path):
     assert md.out.startswith("### rayctl plan\n")
     assert "**5 recipes**: 1 changed, 2 still failing, 2 unchanged · total estimate" in md.out
     row = next(ln for ln in md.out.splitlines() if ln.startswith("| nightly-d |"))
-    assert row == ("| nightly-d | price, estimate | aws g4dn.xlarge T4:1 on-demand | us-east-1/use1-az1 | "
-                   "$0.5260 → **$0.6260** (+19.0%) | $2.10 → **$2.50** (+$0.40) for 4 h |")
+    # nightly-d is batch-infer: ranked per token by default, so its $/1M output tokens moves with the price
+    # (T4 has no published figure: scaled from the A100-80GB one by memory bandwidth)
+    assert row == ("| nightly-d | price, per-token, estimate | aws g4dn.xlarge T4:1 on-demand | us-east-1/use1-az1 | "
+                   "$0.5260 → **$0.6260** (+19.0%) | $0.2253 → **$0.2681** (+19.0%) | $2.10 → **$2.50** (+$0.40) for 4 h |")
+    assert "| recipe | change | offer | region | $/h | $/1M out tok | estimate |" in md.out
     assert "<details><summary>2 unchanged</summary>" in md.out
 
     js = cli("plan", *files(recipes), "--catalog", catalog, "--diff", old, "--json")
@@ -118,7 +121,7 @@ def test_price_change_shows_in_the_diff(cli, recipes, catalog, tmp_path):
     assert doc["summary"] == {"changed": 1, "added": 0, "removed": 0, "failing": 0, "fixed": 0,
                               "still-failing": 2, "unchanged": 2}
     d = next(x for x in doc["recipes"] if x["recipe"] == "nightly-d")
-    assert d["change"] == "changed" and d["fields"] == ["price", "estimate"]
+    assert d["change"] == "changed" and d["fields"] == ["price", "per-token", "estimate"]
     assert (d["old"]["hourly_usd"], d["new"]["hourly_usd"]) == (0.526, 0.626)
     assert doc["total_estimate_usd"]["delta"] == 0.4
     # the diff is as deterministic as the plan
@@ -129,6 +132,23 @@ def test_price_change_shows_in_the_diff(cli, recipes, catalog, tmp_path):
     doc = json.loads(cli("plan", *files(recipes), "--catalog", catalog, "--diff", old, "--json").out)
     d = next(x for x in doc["recipes"] if x["recipe"] == "nightly-d")
     assert "offer" in d["fields"] and d["new"]["instance_type"] != "g4dn.xlarge"
+
+
+def test_hourly_objective_diff_is_unchanged_from_before_per_token(cli, recipes, catalog, tmp_path):
+    """With --objective hourly, plans and their diff are what they were before the per-token objective."""
+    old = tmp_path / "old.json"
+    r = cli("plan", *files(recipes), "--json", "--catalog", catalog, "--objective", "hourly")
+    old.write_text(r.out)
+    for d in json.loads(r.out)["plans"]:
+        if "chosen" in d:
+            assert d["objective"] == "hourly" and "usd_per_1m_output_tokens" not in d["chosen"]
+            assert "throughput" not in d
+    bump_price(catalog, "aws", "g4dn.xlarge", "us-east-1", 0.1)
+    md = cli("plan", *files(recipes), "--catalog", catalog, "--diff", old, "--objective", "hourly")
+    row = next(ln for ln in md.out.splitlines() if ln.startswith("| nightly-d |"))
+    assert row == ("| nightly-d | price, estimate | aws g4dn.xlarge T4:1 on-demand | us-east-1/use1-az1 | "
+                   "$0.5260 → **$0.6260** (+19.0%) | $2.10 → **$2.50** (+$0.40) for 4 h |")
+    assert "$/1M out tok" not in md.out
 
 
 def test_diff_of_recipes_added_removed_and_fixed(cli, recipes, catalog, tmp_path):

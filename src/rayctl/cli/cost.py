@@ -107,6 +107,10 @@ def compare_cmd(
                                                "of the node at full load (needs --gpu)."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU offer to price, NAME:COUNT (default: the reference "
                                       "figures' GPU, A100-80GB:1; or the run's recipe)."),
+    gpu_throughput: Optional[List[str]] = typer.Option(None, "--gpu-throughput", metavar="ACC=TOK_S",
+                                                       help="State output tokens/s per GPU for an accelerator "
+                                                       "(repeatable); priced on --gpu, else ACC:1. Wins over the "
+                                                       "published figures."),
     utilization: str = typer.Option("0.7", "--utilization", help="Share of paid hours the GPUs are busy: 0.7 or 70%."),
     catalog: Optional[str] = typer.Option(None, "--catalog", help=CATALOG_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document (see docs/cost.md)."),
@@ -123,7 +127,8 @@ def compare_cmd(
 
         plot_mod.check_target(plot)  # fail on a bad extension before any work
     doc = compare_mod.compare(model=model, apis=api, input_tokens=input_tokens, output_tokens=output_tokens,
-                              run_id=run, throughput=throughput, gpu=gpu, utilization=u, catalog_flag=catalog)
+                              run_id=run, throughput=throughput, gpu=gpu, utilization=u, catalog_flag=catalog,
+                              gpu_throughput=gpu_throughput)
     _catalog_warnings(doc)
     if plot is not None:
         written = plot_mod.write(doc, plot)

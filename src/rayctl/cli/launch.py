@@ -32,6 +32,10 @@ def launch_cmd(
     wait: float = typer.Option(0, "--wait", min=0, metavar="SECONDS",
                                help="On the local cluster, queue up to SECONDS for CPUs/GPUs that other rayctl runs "
                                     "hold (the run shows `queued` in `rayctl runs`); 0 refuses at once (exit 1)."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="Cloud target: rank offers by $ per 1M "
+                                            "output tokens (per-token) or by cluster $/h (hourly). Default: "
+                                            "resources.objective, else per-token for batch-infer and serve, "
+                                            "hourly for train and tune."),
 ) -> None:
     """Run a recipe as a Ray job: start or reuse the cluster, stream logs and progress, record the run.
 
@@ -41,7 +45,13 @@ def launch_cmd(
     from ..launch import Reporter, check_target, launch
 
     tgt = check_target(target) if target is not None else None
+    if objective is not None and objective not in ("per-token", "hourly"):
+        raise InputError(f"--objective {objective}: must be one of per-token, hourly")
     r = recipe_mod.load(recipe)
+    if objective is not None:
+        import dataclasses
+
+        r = dataclasses.replace(r, resources=dataclasses.replace(r.resources, objective=objective))
     if (tgt or r.target) == "cloud" and not yes:
         if not sys.stdin.isatty():
             raise InputError(f"{recipe}: the cloud target starts paid cloud resources; pass --yes to confirm "

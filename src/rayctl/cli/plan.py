@@ -61,6 +61,9 @@ def plan_cmd(
     emit: Optional[str] = typer.Option(None, "--emit", help="Write the launch task instead of the table: 'skypilot' (a SkyPilot task YAML, candidates in plan order)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="With --emit: write to this file (default: stdout)."),
     preemption_aware: Optional[bool] = typer.Option(None, "--preemption-aware/--sticker", help="Rank spot offers by effective $/h from the ledger's preemption history, or by sticker price. Default: preemption-aware when the ledger has spot history."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="per-token: rank by $ per 1M output tokens; hourly: by cluster $/h. Default: resources.objective, else per-token for batch-infer and serve, hourly for train and tune."),
+    gpu_throughput: Optional[List[str]] = typer.Option(None, "--gpu-throughput", metavar="ACC=TOK_S", help="State output tokens/s per GPU for an accelerator (repeatable); wins over measured, published and scaled figures."),
+    api: Optional[List[str]] = typer.Option(None, "--api", help="Add the managed-API comparison (as `cost compare`) for the chosen offer: MODEL or PROVIDER:MODEL, comma-separated or repeated. Also: recipe key compare_to."),
 ) -> None:
     """Rank every feasible offer for each recipe, cheapest first, with the failover order.
 
@@ -74,6 +77,13 @@ def plan_cmd(
 
     if hours is not None and hours <= 0:
         raise InputError(f"--hours must be > 0, got {hours}")
+    if objective is not None and objective not in planner.OBJECTIVES:
+        raise InputError(f"--objective {objective}: must be one of {', '.join(planner.OBJECTIVES)}")
+    stated = None
+    if gpu_throughput:
+        from ..cost.throughputs import parse_stated
+
+        stated = parse_stated(gpu_throughput)
     old_plans = None
     if diff is not None:
         from ..plandiff import load_plans
@@ -110,8 +120,21 @@ def plan_cmd(
             docs.append(r)
             continue
         try:
-            docs.append(planner.plan(r, cat, budget_usd=budget, hours=hours, top=top,
-                                     rate_fn=hist.rate_fn(r.resources.nodes) if aware else None))
+            obj = planner.objective_for(r, objective)
+            apis = list(api or ()) or list(r.compare_to)
+            figures = None
+            if obj == "per-token" or apis:
+                from ..cost.throughputs import Resolver
+
+                figures = Resolver(*planner.recipe_model(r), stated=stated)
+            p = planner.plan(r, cat, budget_usd=budget, hours=hours, top=top,
+                             rate_fn=hist.rate_fn(r.resources.nodes) if aware else None,
+                             objective=obj, figures=figures)
+            if apis:
+                from ..cost.compare import plan_baselines
+
+                p.baselines = plan_baselines(p, figures, apis)
+            docs.append(p)
         except RayctlError as e:
             docs.append((r.path, e, r.name))
     if emit and not isinstance(docs[0], tuple):
@@ -146,10 +169,11 @@ def plan_cmd(
         for d in docs:
             if not isinstance(d, tuple):
                 _print_plan(d, top or 10)
+                per = "$ per 1M output tokens from " if d.objective == "per-token" else ""
                 if aware:
-                    console().print(f"ranking: {d.ranking} $/h (preemption-aware: {hist.describe()})")
+                    console().print(f"ranking: {per}{d.ranking} $/h (preemption-aware: {hist.describe()})")
                 elif hist is not None and any(c.spot for c in d.candidates):
-                    console().print("ranking: sticker $/h (no spot history in the ledger; "
+                    console().print(f"ranking: {per}sticker $/h (no spot history in the ledger; "
                                     "--preemption-aware applies the prior)")
     failed = [d[1] for d in docs if isinstance(d, tuple)]
     if failed:
@@ -178,20 +202,64 @@ def _print_plan(p, top: int) -> None:
         table.add_column(col, justify="right" if col in ("#", "$/h node", "$/h cluster") else "left")
     if eff:
         table.add_column("effective $/h", justify="right")
+    per_token = p.objective == "per-token"
+    if per_token:
+        table.add_column("out tok/s", justify="right")
+        table.add_column("source", justify="left")
+        table.add_column("$/1M out tok", justify="right")
     for i, cand in enumerate(p.candidates[:top], 1):
         row = [str(i), cand.cloud, cand.region, cand.zone or "-", cand.instance_type,
                f"{cand.accelerator}:{cand.accelerator_count}", "spot" if cand.spot else "on-demand",
                money(cand.hourly_usd_per_node), money(cand.hourly_usd)]
         if eff:
             row.append(money(cand.effective_hourly_usd))
+        if per_token:
+            row += [f"{cand.output_tokens_per_s:,.0f}" if cand.output_tokens_per_s else "-",
+                    cand.throughput_source + (f" ({cand.throughput_runs} runs)" if cand.throughput_runs else ""),
+                    money(cand.usd_per_1m_output_tokens)]
         table.add_row(*row, style="bold green" if i == 1 else None)
     con.print(table)
     more = p.feasible - min(top, len(p.candidates))
-    con.print(f"chosen: {c.label} at {money(c.hourly_usd)}/h"
-              f"{' (ranked by effective $/h, preemption-aware)' if eff else ''}; "
+    per_1m = (f" = {money(c.usd_per_1m_output_tokens)} per 1M output tokens at "
+              f"{c.output_tokens_per_s:,.0f} out tok/s ({c.throughput_source})"
+              if per_token and c.usd_per_1m_output_tokens is not None else "")
+    con.print(f"chosen: {c.label} at {money(c.hourly_usd)}/h{per_1m}"
+              f"{' (ranked by $ per 1M output tokens)' if per_token else ''}"
+              f"{' (ranked by effective $/h, preemption-aware)' if eff and not per_token else ''}"
+              f"{' (ranked by effective $ per 1M output tokens, preemption-aware)' if eff and per_token else ''}; "
               f"estimate {money(p.estimate_usd, 2)} for {p.hours:g} h"
               + (f" (budget {money(p.budget_usd, 2)})" if p.budget_usd is not None else "")
               + (f"; {more} more candidate(s) in the failover order (--top, --json)" if more > 0 else ""))
+    if per_token:
+        for name, f in sorted(p.figures.items()):
+            if f is None:
+                con.print(f"throughput {name}: none (ranked last; --gpu-throughput {name}=TOK_S)",
+                          soft_wrap=True, markup=False, highlight=False)
+                continue
+            con.print(f"throughput {name}: {f.per_gpu:,.1f} out tok/s per GPU, {f.source}"
+                      + (f" ({f.runs} runs)" if f.runs else "") + f": {f.basis}"
+                      + (f" [{f.note}]" if f.note else ""), soft_wrap=True, markup=False, highlight=False)
+    if p.baselines is not None:
+        _print_baselines(p.baselines)
+
+
+def _print_baselines(b: dict) -> None:
+    con = console()
+    req = b["request"]
+    say = lambda t: con.print(t, soft_wrap=True, markup=False, highlight=False)  # noqa: E731
+    say(f"vs managed APIs (genai-prices {b['genai_prices']['version']}), request {req['input_tokens']:,} in + "
+        f"{req['output_tokens']:,} out tokens, utilisation {b['utilization']:.0%}:")
+    for r in b["self_hosted"]:
+        say(f"  self-hosted ({r['kind']}, {r['mode']}): {money(r['usd_per_1m_tokens'])} per 1M tokens, "
+            f"{money(r['monthly_usd'], 2)}/month 24x7")
+    be = {bk["api"]: bk for bk in b["break_even"]}
+    for a in b["apis"]:
+        x = be.get(a["name"])
+        when = "-" if x is None else (f"self-hosting cheaper above {x['monthly_tokens']:,.3g} tokens/month"
+                                      if x["self_hosted_cheaper_above"] else "self-hosting never cheaper")
+        say(f"  {a['name']}: {money(a['usd_per_1m_tokens'])} per 1M tokens; {when}")
+    for n in b["notes"]:
+        say(f"  note: {n}")
 
 
 def gpus(

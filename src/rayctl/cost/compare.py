@@ -164,7 +164,7 @@ class _Source:
 def compare(*, model: str | None = None, apis: list[str] | None = None, input_tokens: int | None = None,
             output_tokens: int | None = None, run_id: str | None = None, throughput: float | None = None,
             gpu: str | None = None, utilization: float = DEFAULT_UTILIZATION, catalog_flag: str | None = None,
-            ledger=None) -> dict:
+            ledger=None, gpu_throughput: list[str] | None = None) -> dict:
     """The whole comparison as one JSON-ready document (docs/cost.md lists its fields)."""
     from .. import catalog as catalog_mod
 
@@ -177,10 +177,17 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
         raise InputError(f"catalog {cat.source} holds no GPU offers to price self-hosting with; pass --catalog DIR "
                          "(SkyPilot's <cloud>/vms.csv layout) or set $RAYCTL_CATALOG")
     spec = _parse_gpu(gpu, cat) if gpu else None
+    from . import throughputs as tp_mod
+
+    stated = tp_mod.parse_stated(gpu_throughput)
+    if stated and (run_id is not None or throughput is not None):
+        raise InputError("--gpu-throughput states the throughput, as --run and --throughput do; pass one of them")
     if run_id is not None:
         src = _from_run(run_id, spec, model, ledger)
     elif throughput is not None:
         src = _stated(throughput, spec, gpu, model)
+    elif stated:
+        src = _stated_per_gpu(stated, spec, gpu, model)
     else:
         src = _references(model, spec, gpu, cat)
 
@@ -284,6 +291,32 @@ def _stated(throughput: float, spec, gpu: str | None, model: str | None) -> _Sou
     return _Source(throughputs=[tp], recipe=_synthetic_recipe((spec,), f"--gpu {gpu}"))
 
 
+def _stated_per_gpu(stated: dict, spec, gpu: str | None, model: str | None) -> _Source:
+    """`--gpu-throughput ACC=TOK_S`: a per-GPU figure, x the GPUs of --gpu (or ACC:1)."""
+    from ..accelerators import AcceleratorSpec
+
+    if spec is None:
+        if len(stated) != 1:
+            raise InputError("--gpu-throughput names several accelerators; pick the one to price with --gpu NAME:COUNT")
+        name = next(iter(stated))
+        spec = AcceleratorSpec(_canon(name), 1)
+        gpu = str(spec)
+    per_gpu = stated.get(spec.name.lower())
+    if per_gpu is None:
+        raise InputError(f"--gpu {gpu}: no --gpu-throughput figure for {spec.name} (given for "
+                         f"{', '.join(sorted(stated))})")
+    tp = Throughput(model=model or "", accelerator=spec.name, count=spec.count, engine="stated", label="stated",
+                    output_tokens_per_s=per_gpu * spec.count, kind="stated",
+                    source=f"--gpu-throughput {spec.name}={per_gpu:g} per GPU x {spec.count}")
+    return _Source(throughputs=[tp], recipe=_synthetic_recipe((spec,), f"--gpu {gpu}"))
+
+
+def _canon(name: str) -> str:
+    from ..accelerators import canonical
+
+    return canonical(name) or name
+
+
 def _references(model: str | None, spec, gpu: str | None, cat) -> _Source:
     """The shipped published figures for the model, on their GPU or scaled to --gpu's count."""
     from . import throughputs as tp_mod
@@ -293,12 +326,26 @@ def _references(model: str | None, spec, gpu: str | None, cat) -> _Source:
         spec = _parse_gpu(f"{refs[0].accelerator}:{refs[0].count}", cat)
         gpu = str(spec)
     on_gpu = [r for r in refs if r.accelerator.lower() == spec.name.lower()]
-    if not on_gpu:
-        have = sorted({f"{r.accelerator}:{r.count}" for r in refs})
-        raise InputError(f"--gpu {gpu}: no reference throughput for {refs[0].model} on {spec.name} "
-                         f"(reference figures exist for {', '.join(have)}). State one with --throughput TOK_S, "
-                         "or measure one with --run RUN.")
     tps, notes = [], []
+    if not on_gpu:
+        # no published figure on this GPU: each engine's nearest one, scaled by memory bandwidth
+        for engine in dict.fromkeys(r.engine for r in refs):
+            fig = tp_mod.Resolver(refs[0].model, engine, rows=[r for r in refs if r.engine == engine],
+                                  use_ledger=False).figure(spec.name)
+            if fig is None or fig.source != "scaled":
+                continue
+            label = next(r.label for r in refs if r.engine == engine)
+            tps.append(Throughput(model=refs[0].model, accelerator=spec.name, count=spec.count, engine=engine,
+                                  label=f"{label} (scaled)", output_tokens_per_s=fig.per_gpu * spec.count,
+                                  kind="scaled", source=fig.basis))
+            notes.append(f"{label}: no published figure on {spec.name}; {fig.basis.split(';')[0]}, "
+                         f"x {spec.count} GPU(s).")
+        if not tps:
+            have = sorted({f"{r.accelerator}:{r.count}" for r in refs})
+            raise InputError(f"--gpu {gpu}: no reference throughput for {refs[0].model} on {spec.name}, and its "
+                             f"memory bandwidth is unknown to scale one (reference figures exist for "
+                             f"{', '.join(have)}). State one with --gpu-throughput {spec.name}=TOK_S or "
+                             "--throughput TOK_S, or measure one with --run RUN.")
     for r in on_gpu:
         factor = spec.count / r.count
         tps.append(dataclasses.replace(r, count=spec.count, output_tokens_per_s=r.output_tokens_per_s * factor))
@@ -323,3 +370,42 @@ def _api_list(apis: list[str] | None) -> list[str]:
                 out.append(part)
     return out
 
+
+
+# ---------------------------------------------------------------- the same comparison inside a plan
+
+def figure_throughput(fig, cand, nodes: int, model: str | None) -> Throughput:
+    """A throughputs.Figure on a planner candidate, as the cluster Throughput `self_hosted_row` prices."""
+    return Throughput(model=fig.model or model or "", accelerator=cand.accelerator, count=cand.accelerator_count,
+                      engine=fig.engine or "", label=fig.source, kind=fig.source, source=fig.basis,
+                      output_tokens_per_s=fig.tokens_per_s(cand.accelerator_count, nodes))
+
+
+def plan_baselines(plan, figures, apis: list[str], *, utilization: float = DEFAULT_UTILIZATION,
+                   input_tokens: int = DEFAULT_INPUT_TOKENS, output_tokens: int = DEFAULT_OUTPUT_TOKENS) -> dict:
+    """The managed-API comparison for a plan's chosen offer (`plan --api`, recipe `compare_to`):
+    the same rows and fields as `cost compare` (request, utilisation, $ per 1M tokens on both
+    sides, monthly break-even)."""
+    cand = plan.chosen
+    fig = figures.figure(cand.accelerator)
+    names = _api_list(apis)
+    api_prices = [baselines.price(a, input_tokens, output_tokens) for a in names]
+    notes = []
+    rows = []
+    if fig is None:
+        notes.append(f"No throughput figure for {cand.accelerator}: self-hosted $ per token unknown; state one "
+                     "with --gpu-throughput ACC=TOK_S.")
+    else:
+        tp = figure_throughput(fig, cand, plan.nodes, getattr(figures, "model", None))
+        rows.append(self_hosted_row(tp, "spot" if cand.spot else "on-demand", cand, utilization,
+                                    input_tokens, output_tokens))
+    return clean({
+        "request": {"input_tokens": input_tokens, "output_tokens": output_tokens, "source": "default"},
+        "utilization": utilization,
+        "hours_per_month": HOURS_PER_MONTH,
+        "genai_prices": {"version": baselines.library_version()},
+        "self_hosted": rows,
+        "apis": [a.as_dict() for a in api_prices],
+        "break_even": [break_even(r, a) for r in rows for a in api_prices],
+        "notes": notes,
+    })

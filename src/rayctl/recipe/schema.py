@@ -66,8 +66,8 @@ SCHEMA: dict = {
                 "checkpoint_minutes": dict(_POSITIVE, default=30),
                 "restart_minutes": {"type": "number", "minimum": 0, "default": 5},
                 "objective": {"enum": list(OBJECTIVES),
-                              "description": "what the plan minimizes: per-token (cost per generated token) or "
-                                             "hourly (cost per hour); the default depends on the kind"},
+                              "description": "rank offers by $ per 1M output tokens (default for batch-infer "
+                                             "and serve) or by cluster $/h (default for train and tune)"},
             },
         },
         "budget": {
@@ -88,7 +88,8 @@ SCHEMA: dict = {
         },
         "schedule": {"type": "string", "minLength": 1, "description": "cron expression, e.g. '0 2 * * *'"},
         "compare_to": {"type": "array", "items": {"type": "string", "minLength": 1},
-                       "description": "managed APIs (model names) whose price the plan is compared with"},
+                       "description": "managed APIs to compare the plan with, as `cost compare --api` names "
+                                      "them, e.g. [gpt-4o-mini, groq:llama-3.1-8b-instant]"},
         "workload": {"type": "object", "description": "kind-specific settings; see docs/workloads.md"},
     },
     # Each kind's workload fields, or your own code (workload.entrypoint) for any kind.
