@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,5 +61,11 @@ def popen_cli(*args, home: Path, env: dict | None = None) -> subprocess.Popen:
     full = dict(os.environ, RAYCTL_HOME=str(home), COLUMNS="200")
     full.pop("RAYCTL_DEBUG", None)
     full.update(env or {})
+    # Like a command typed at a terminal: Ctrl-C (SIGINT) is live even when pytest itself was
+    # started in the background (`pytest &`), where it inherits SIGINT ignored.
     return subprocess.Popen([sys.executable, "-m", "rayctl", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=full)
+                            stderr=subprocess.PIPE, text=True, env=full, preexec_fn=_sigint_default)
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
