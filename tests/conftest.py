@@ -107,6 +107,9 @@ def assert_no_traceback(result: CLIResult) -> None:
 # ---------------------------------------------------------------------------- the shared local Ray cluster
 
 
+RAYLET_WAIT = "RAY_raylet_start_wait_time_s"
+
+
 @pytest.fixture(scope="session")
 def local_cluster():
     """ONE rayctl-owned local Ray head for the whole test session.
@@ -121,13 +124,18 @@ def local_cluster():
 
     base = Path(tempfile.mkdtemp(prefix="rayctl-test-", dir="/tmp"))  # short: Ray's socket paths are limited
     cdir = base / "cluster"
-    saved = {k: os.environ.get(k) for k in ("RAYCTL_LOCAL_CLUSTER_DIR", "RAY_AUTH_MODE")}
+    saved = {k: os.environ.get(k) for k in ("RAYCTL_LOCAL_CLUSTER_DIR", "RAY_AUTH_MODE", RAYLET_WAIT)}
     os.environ["RAYCTL_LOCAL_CLUSTER_DIR"] = str(cdir)
     os.environ["RAY_AUTH_MODE"] = "disabled"
+    # On a loaded 2-core machine the raylet can take over Ray's default 60 s to register.
+    os.environ.setdefault(RAYLET_WAIT, "240")
     from rayctl.providers import local
 
     try:
-        cluster = local.ensure_cluster()
+        try:
+            cluster = local.ensure_cluster()
+        except Exception as e:  # noqa: BLE001 - required infrastructure: an error, never a skip
+            pytest.fail(f"the session's local Ray head did not start: {e}", pytrace=False)
         yield cluster
     finally:
         try:
