@@ -1,7 +1,12 @@
-"""Shared test fixtures: paths, an isolated RAYCTL_HOME, and a CLI runner.
+"""Shared test fixtures: paths, the test price catalog, an isolated RAYCTL_HOME, a CLI
+runner, the session's local Ray cluster, and the session-end check for leaked processes.
 
 The CLI is run as a real subprocess (`python -m rayctl`), so tests see exactly what a
 user sees: stdout, stderr and the exit code.
+
+Required infrastructure (the test catalog, a Ray head) is asked for with
+`require_infra(reason)`: a skip on a developer machine, a failure when $CI is set.
+Optional tools (a real `crontab` binary, vllm) stay plain skips.
 """
 
 from __future__ import annotations
@@ -13,8 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.suitecheck import INFRA_MISSING, ci, require_infra  # noqa: F401 - tests import them from here
+from tests.suitecheck import (  # noqa: F401 - the suite's hooks, registered through this conftest
+    pytest_configure, pytest_runtest_makereport, pytest_sessionfinish)
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CATALOG = Path(os.environ.get("RAYCTL_TEST_CATALOG") or REPO.parent / "shared" / "catalog" / "skypilot-v7")
+# The test catalog ships inside the repository (rows of skypilot-org/skypilot-catalog, see
+# its SOURCE.md), so the suite needs nothing outside the clone. $RAYCTL_TEST_CATALOG may
+# point the catalog tests at another folder in the same layout.
+TEST_CATALOG = REPO / "tests" / "data" / "catalog" / "skypilot-v7"
+SHARED_CATALOG = Path(os.environ.get("RAYCTL_TEST_CATALOG") or TEST_CATALOG)  # the name the tests import
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +37,9 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_catalog() -> Path:
+    """The test price catalog (SkyPilot layout): tests/data/catalog/skypilot-v7, or $RAYCTL_TEST_CATALOG."""
     if not (SHARED_CATALOG / "aws" / "vms.csv").is_file():
-        pytest.skip(f"shared catalog not found at {SHARED_CATALOG} (set RAYCTL_TEST_CATALOG)")
+        require_infra(f"test catalog not found at {SHARED_CATALOG} (is $RAYCTL_TEST_CATALOG right?)")
     return SHARED_CATALOG
 
 
@@ -34,7 +48,18 @@ def rayctl_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "rayctl-home"
     monkeypatch.setenv("RAYCTL_HOME", str(home))
     monkeypatch.delenv("RAYCTL_CATALOG", raising=False)
-    return home
+    yield home
+    stop_home_cluster(home)
+
+
+def stop_home_cluster(home: Path) -> dict | None:
+    """Stop the local Ray head a test started under its own RAYCTL_HOME (by that head's own
+    processes, like `rayctl down`), if there is one: a test stops exactly what it started."""
+    if not (home / "clusters" / "local" / "state.json").exists():
+        return None
+    from rayctl.providers import local
+
+    return local.stop_cluster(home)
 
 
 class CLIResult:
@@ -85,6 +110,9 @@ def assert_no_traceback(result) -> None:
 # ---------------------------------------------------------------------------- the shared local Ray cluster
 
 
+RAYLET_WAIT = "RAY_raylet_start_wait_time_s"
+
+
 @pytest.fixture(scope="session")
 def local_cluster():
     """ONE rayctl-owned local Ray head for the whole test session.
@@ -101,12 +129,17 @@ def local_cluster():
 
     base = Path(tempfile.mkdtemp(prefix="rayctl-test-", dir="/tmp"))  # short: Ray's socket paths are limited
     cdir = base / "cluster"
-    saved = {k: os.environ.get(k) for k in ("RAYCTL_LOCAL_CLUSTER_DIR",)}
+    saved = {k: os.environ.get(k) for k in ("RAYCTL_LOCAL_CLUSTER_DIR", RAYLET_WAIT)}
     os.environ["RAYCTL_LOCAL_CLUSTER_DIR"] = str(cdir)
+    # On a loaded 2-core machine the raylet can take over Ray's default 60 s to register.
+    os.environ.setdefault(RAYLET_WAIT, "240")
     from rayctl.providers import local
 
     try:
-        cluster = local.ensure_cluster()
+        try:
+            cluster = local.ensure_cluster()
+        except Exception as e:  # noqa: BLE001 - required infrastructure: an error, never a skip
+            pytest.fail(f"the session's local Ray head did not start: {e}", pytrace=False)
         yield cluster
     finally:
         try:

@@ -33,7 +33,7 @@ def recipes(tmp_path) -> Path:
 
 @pytest.fixture
 def catalog(shared_catalog, tmp_path) -> Path:
-    """A private copy of the shared catalog that a test may edit (never the shared one)."""
+    """A private copy of the test catalog that a test may edit (never the one in tests/data)."""
     dest = tmp_path / "catalog"
     shutil.copytree(shared_catalog, dest)
     (dest / "AS_OF").write_text("2025-01-15\n")  # pinned date, as examples/ci/fetch-catalog.sh writes

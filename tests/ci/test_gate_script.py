@@ -1,4 +1,4 @@
-"""examples/ci: the gate script end to end on the shared catalog, and the workflow file's shape."""
+"""examples/ci: the gate script end to end on the test catalog (tests/data/catalog), and the workflow file's shape."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CI flow on the shared catalog: many recipes planned at once, deterministic JSON,
+"""The CI flow on the test catalog (tests/data/catalog): many recipes planned at once, deterministic JSON,
 the budget gate (exit 3, one line per recipe), and `plan --diff` after a price change."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Helpers shared by the cloud target's tests (fixtures live in conftest.py).
 
 The synthetic catalog below is made up for these tests (SkyPilot's vms.csv layout,
-invented prices); tests that need real offers use the `shared_catalog` fixture.
+invented prices); tests that need real offers use the `shared_catalog` fixture (tests/data/catalog).
 """
 
 from __future__ import annotations

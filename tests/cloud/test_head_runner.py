@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from rayctl.providers import skypilot_head
+from tests.conftest import require_infra
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -40,7 +41,7 @@ def _free_port() -> int:
 def ray_head():
     ray = Path(sys.executable).parent / "ray"
     if not ray.exists():
-        pytest.skip("ray CLI not installed")
+        require_infra(f"ray CLI not installed at {ray}")
     tmp = tempfile.mkdtemp(prefix="rc-cloud-")
     port, dash = _free_port(), _free_port()
     # As on a SkyPilot node: the task's `secrets:` are env vars of `run`, whose start_cluster
@@ -63,7 +64,7 @@ def ray_head():
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.skip("could not start a private Ray head for this test")
+                    require_infra("could not start a private Ray head for this test")
                 time.sleep(1)
         time.sleep(2)
         yield address

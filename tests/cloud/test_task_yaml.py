@@ -3,13 +3,13 @@ SkyPilot's optimizer (the in-process part of `sky launch --dryrun`) picks the pl
 first candidate.
 
 SkyPilot runs in a subprocess (sky_inprocess.py) with a temporary HOME holding the
-shared catalog as its `~/.sky/catalogs/v8`, the two `common/` files it would otherwise
+test catalog (tests/data/catalog) as its `~/.sky/catalogs/v8`, the two `common/` files it would otherwise
 download, and clouds enabled the way SkyPilot's own test fixtures do it. No API server.
 
 Clouds for the optimizer test are restricted to AWS and GCP on purpose: with every
 cloud enabled, SkyPilot's optimizer would consider vast.ai's bid-priced rows listed at
 $0.00 spot (rayctl drops prices <= 0, so they are never rayctl candidates), and the
-shared AWS catalog has a duplicated p4de.24xlarge (A100-80GB:8) spot row that trips an
+test AWS catalog has a duplicated p4de.24xlarge (A100-80GB:8) spot row that trips an
 assertion in SkyPilot's optimizer; so the recipes here avoid A100-80GB on AWS.
 """
 
@@ -138,9 +138,9 @@ def test_every_recipe_emits_a_task_skypilots_loader_accepts(key, emitted, loaded
     e = out[key]
     assert "Traceback" not in e["emit"].stderr
     if key.startswith("shipped:") and e["emit"].returncode != 0:
-        # a shipped recipe the shared catalog cannot plan (no GPU offer for it): nothing to load
+        # a shipped recipe the test catalog cannot plan (no GPU offer for it): nothing to load
         assert e["emit"].returncode in (2, 3) and e["plan"].returncode == e["emit"].returncode, e["emit"].stderr
-        pytest.skip(f"{key}: no plan on the shared catalog: {e['emit'].stderr.strip()[-200:]}")
+        pytest.skip(f"{key}: no plan on the test catalog: {e['emit'].stderr.strip()[-200:]}")
     assert e["emit"].returncode == 0, (key, e["emit"].stderr)
     r = loaded[str(e["task"])]
     assert r["ok"], (key, r.get("error"))

@@ -149,8 +149,12 @@ def test_sigterm_is_an_interrupted_run(cli, scheduled, rayctl_home, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_two_overlapping_runs_launch_exactly_once(cli, make_recipe, tmp_path, rayctl_home):
-    """Two `schedule run` of one name at once, on the real local Ray cluster: one launches, one skips."""
+def test_two_overlapping_runs_launch_exactly_once(cli, make_recipe, tmp_path, rayctl_home, local_cluster):
+    """Two `schedule run` of one name at once, on the real local Ray cluster: one launches, one skips.
+
+    The launch uses the session's shared head ($RAYCTL_LOCAL_CLUSTER_DIR, inherited), so
+    this test starts no Ray head of its own; it once started one under its temporary
+    RAYCTL_HOME and left it running after pytest ended."""
     recipe = make_recipe("nightly", text=(
         "name: nightly\nkind: batch-infer\nworkload:\n"
         "  entrypoint: python -c \"import time; print('sleeping'); time.sleep(20)\"\n"))
@@ -170,6 +174,8 @@ def test_two_overlapping_runs_launch_exactly_once(cli, make_recipe, tmp_path, ra
     assert first.returncode == 0, (out, err)
     rows = [r for r in ledger_runs(rayctl_home) if r["schedule"] == "nightly"]
     assert len(rows) == 1 and rows[0]["status"] == "succeeded", rows
+    assert rows[0]["ray_address"] == local_cluster.address, rows
+    assert not (rayctl_home / "clusters" / "local" / "state.json").exists(), "a second head was started"
 
 
 def test_a_damaged_registry_does_not_stop_the_crontab_line(scheduled, rayctl_home, tmp_path):

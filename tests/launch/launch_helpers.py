@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -63,6 +64,17 @@ def popen_cli(*args, home: Path, env: dict | None = None, sigint_ignored: bool =
     full = dict(os.environ, RAYCTL_HOME=str(home), COLUMNS="200")
     full.pop("RAYCTL_DEBUG", None)
     full.update(env or {})
-    pre = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
+    # Like a command typed at a terminal: Ctrl-C (SIGINT) is live even when pytest itself was
+    # started in the background (`pytest &`), where it inherits SIGINT ignored; or, with
+    # sigint_ignored, like a background job of a shell.
+    pre = _sigint_ignored if sigint_ignored else _sigint_default
     return subprocess.Popen([sys.executable, "-m", "rayctl", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=full, preexec_fn=pre)
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

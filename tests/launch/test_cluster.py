@@ -5,6 +5,7 @@ leaves nothing behind."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -14,18 +15,39 @@ from pathlib import Path
 import pytest
 
 from launch_helpers import ledger_rows, popen_cli, processes_with, wait_for
+from tests import proctrack
 
 pytestmark = [pytest.mark.slow]
+
+
+def cluster_processes(cdir: Path) -> list:
+    """Live processes of the head kept in `cdir`: every one of them inherits
+    RAYCTL_LOCAL_CLUSTER_DIR=cdir from the launch that started it (this finds
+    `ray.util.client.server` too, whose command line names no directory), plus their
+    descendants and session (Ray workers may blank their environment)."""
+    return proctrack.find("RAYCTL_LOCAL_CLUSTER_DIR", str(cdir))
 
 
 @pytest.fixture
 def private_cluster_dir():
     d = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))  # short: Ray's unix socket paths are limited
-    yield d / "c"
-    # Safety net: the tests stop what they start; anything left that names this dir goes.
-    leftovers = processes_with(str(d))
-    for p in leftovers:
-        p.kill()
+    cdir = d / "c"
+    yield cdir
+    # Safety net: the tests stop what they start; a head left in this dir is stopped the way
+    # `rayctl down` does it, and anything else of it goes too.
+    if (cdir / "state.json").exists():
+        from rayctl.providers import local
+
+        saved = os.environ.get("RAYCTL_LOCAL_CLUSTER_DIR")
+        os.environ["RAYCTL_LOCAL_CLUSTER_DIR"] = str(cdir)
+        try:
+            local.stop_cluster()
+        finally:
+            if saved is None:
+                os.environ.pop("RAYCTL_LOCAL_CLUSTER_DIR", None)
+            else:
+                os.environ["RAYCTL_LOCAL_CLUSTER_DIR"] = saved
+    proctrack.kill_all(cluster_processes(cdir) + processes_with(str(d)))
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -66,7 +88,8 @@ def test_down_stops_only_its_own_cluster_and_its_runs(cli, make_recipe, local_cl
     res = cli("down", env=env)
     assert res.code == 0, res
     assert f"stopped the local Ray cluster at {state['address']}" in res.out and row["id"] in res.out
-    wait_for(lambda: not processes_with(state["temp_dir"]), 20, "the private head's processes to exit")
+    wait_for(lambda: not processes_with(state["temp_dir"]) and not cluster_processes(private_cluster_dir), 20,
+             "the private head's processes (ray.util.client.server included) to exit")
     assert not (private_cluster_dir / "state.json").exists()
     assert not Path(state["temp_dir"]).exists()
     mine = [r for r in ledger_rows(rayctl_home) if r["recipe"] == "mine"][0]
@@ -108,4 +131,5 @@ def test_ctrl_c_while_the_head_starts_leaves_nothing(make_recipe, rayctl_home, p
     [row] = ledger_rows(rayctl_home)
     assert row["status"] == "interrupted" and row["ray_job_id"] is None
     assert not (private_cluster_dir / "state.json").exists()
-    wait_for(lambda: not processes_with(str(private_cluster_dir)), 20, "no process of the half-started head")
+    wait_for(lambda: not processes_with(str(private_cluster_dir)) and not cluster_processes(private_cluster_dir), 20,
+             "no process of the half-started head")
