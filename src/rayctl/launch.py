@@ -352,6 +352,7 @@ def _launch_cloud(recipe, led: Ledger, rep: Reporter, *, detach: bool, quiet: bo
     from . import preemption
 
     cat = catalog if isinstance(catalog, catalog_mod.Catalog) else catalog_mod.load(catalog)
+    catalog_mod.warn_stale_once(cat, rep.warn)  # the plan below names the source and date too
     hist = preemption.history()  # spot offers ranked by effective $/h once the ledger has history
     plan = planner.plan(recipe, cat, rate_fn=hist.rate_fn(recipe.resources.nodes) if hist.any else None)
     run_id = new_run_id(recipe.name)

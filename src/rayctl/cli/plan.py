@@ -12,7 +12,8 @@ from ..errors import EXIT_INPUT, InputError, RayctlError, RecipeError
 from .render import console, dump_json, money, warn
 
 CATALOG_HELP = ("Price data folder in SkyPilot's layout (<cloud>/vms.csv). Default: $RAYCTL_CATALOG, "
-                "then ~/.sky/catalogs/v8, then the price sheet shipped with rayctl.")
+                "then the newer of `rayctl pricing refresh`'s catalog and ~/.sky/catalogs/v8, "
+                "then the snapshot shipped with rayctl.")
 
 
 def register(app: typer.Typer) -> None:
@@ -102,10 +103,7 @@ def plan_cmd(
     cat = None
     if any(not isinstance(r, tuple) for r in loaded):
         cat = catalog_mod.load(catalog)  # a bad catalog is one error for all recipes (exit 2)
-        age = cat.age_days()
-        if age is not None and age > catalog_mod.STALE_DAYS:
-            warn(f"price data from {cat.source} is {age} days old (as of {cat.as_of}); "
-                 "prices may have changed (refresh the catalog or pass --catalog)")
+        catalog_mod.warn_stale_once(cat, warn)
         for w in cat.warnings:
             warn(f"catalog: {w}")
     docs: list = []
@@ -212,6 +210,7 @@ def gpus(
     from .. import catalog as catalog_mod
 
     cat = catalog_mod.load(catalog)
+    catalog_mod.warn_stale_once(cat, warn)
     if name is None:
         rows = catalog_mod.summary(cat)
         if json_out:
