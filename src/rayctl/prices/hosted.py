@@ -123,7 +123,7 @@ def _download(url: str, timeout_s: float, deadline: float) -> bytes:
                     resp.fp.raw._sock.settimeout(left)  # type: ignore[union-attr]
                 except AttributeError:
                     pass
-                b = resp.read(1 << 16)
+                b = resp.read1(1 << 16)  # one recv: a server trickling bytes cannot outlast `end`
                 if not b:
                     break
                 n += len(b)
