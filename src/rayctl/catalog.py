@@ -116,7 +116,7 @@ def _tie_key(o: Offer) -> tuple:
 # ---------------------------------------------------------------- where the data comes from
 
 def shipped_dir() -> Path:
-    """The price sheet shipped with the package (wheel: rayctl/pricing; checkout: pricing/)."""
+    """The offline price snapshot shipped with the package (wheel: rayctl/pricing; checkout: pricing/)."""
     here = Path(__file__).resolve().parent
     for cand in (here / "pricing", here.parents[1] / "pricing"):
         if cand.is_dir():

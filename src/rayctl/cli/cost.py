@@ -9,7 +9,8 @@ import typer
 from .render import console, dump_json, money, warn
 
 CATALOG_HELP = ("Price data folder in SkyPilot's layout (<cloud>/vms.csv), as for `rayctl plan`. Default: "
-                "$RAYCTL_CATALOG, then ~/.sky/catalogs/v8, then the price sheet shipped with rayctl.")
+                "$RAYCTL_CATALOG, then the newer of `rayctl pricing refresh`'s catalog and ~/.sky/catalogs/v8, "
+                "then the snapshot shipped with rayctl.")
 
 
 def register(app: typer.Typer) -> None:
