@@ -394,3 +394,23 @@ def test_shipped_snapshot_is_small_complete_and_sourced():
     readme = (d / "README.md").read_text()
     assert "skypilot-org/skypilot-catalog" in readme and "2026-11-25" in readme
     assert "001367d22a0033fac286a8c71aeac7109e431bcb" in readme  # the aws commit
+
+
+def test_launch_target_cloud_warns_once_about_old_prices(cli, tmp_path):
+    """The cloud launch path plans too; with old data it says so (once) before anything else fails."""
+    old = tmp_path / "old"
+    _write_cloud(old, "aws", V8 + "p4d.24xlarge,A100,8,96,1152,,32.77,9.0,us-east-1,use1-az1,x86_64\n")
+    (old / "AS_OF").write_text("2026-01-05\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: old\nkind: train\nresources: {accelerators: A100:8, spot: true, clouds: [aws]}\n"
+                      "workload: {entrypoint: python train.py}\n")
+    env = {k: "" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
+                           "GOOGLE_APPLICATION_CREDENTIALS")}
+    env.update(RAYCTL_CATALOG=str(old), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), CLOUDSDK_CONFIG=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true")
+    r = cli("launch", recipe, "--target", "cloud", "--yes", env=env, timeout=120)
+    assert r.code == 2, r  # no credentials: nothing starts
+    assert_no_traceback(r)
+    assert r.err.count("days old (as of 2026-01-05)") == 1, r.err
+    assert "rayctl pricing refresh" in r.err
