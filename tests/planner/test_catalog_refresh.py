@@ -414,3 +414,12 @@ def test_launch_target_cloud_warns_once_about_old_prices(cli, tmp_path):
     assert_no_traceback(r)
     assert r.err.count("days old (as of 2026-01-05)") == 1, r.err
     assert "rayctl pricing refresh" in r.err
+
+
+def test_a_gpu_the_snapshot_lacks_points_at_refresh(cli, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: t4\nkind: train\nresources: {accelerators: T4:1}\n")
+    r = cli("plan", recipe)
+    assert r.code == 3, r
+    assert "T4 is not in this catalog" in r.err and "`rayctl pricing refresh` (no credentials needed)" in r.err
+    assert_no_traceback(r)

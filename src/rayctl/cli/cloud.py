@@ -46,10 +46,7 @@ def refresh(
 ) -> None:
     """Download SkyPilot's hosted GPU catalog (no credentials), then the live overlays the credentials allow.
 
-    Bare: every cloud's `v8/<cloud>/vms.csv` into $RAYCTL_HOME/catalog/v8, then AWS spot
-    prices per AZ and GCP GPU availability/quota for the clouds with usable credentials
-    (others are skipped with a note). Exit 0 when every catalog file and every overlay
-    tried succeeded; 1 otherwise (a failed file keeps its last good copy).
+    Bare: every cloud's `v8/<cloud>/vms.csv` into $RAYCTL_HOME/catalog/v8, then AWS spot prices per AZ and GCP GPU availability/quota for the clouds with usable credentials (others are skipped with a note). Exit 0 when every catalog file and every overlay tried succeeded; 1 otherwise (a failed file keeps its last good copy).
     """
     if cloud is not None and cloud not in CLOUDS:
         raise InputError(f"--cloud {cloud}: must be one of {', '.join(CLOUDS)}")
