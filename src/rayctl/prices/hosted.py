@@ -287,7 +287,12 @@ def _record(d: Path, base: str, results: dict) -> None:
         clouds[c] = m
     meta = {"base_url": base, "clouds": clouds}
     p = meta_path(d)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".meta.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".meta.json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, p)
+    except OSError as e:
+        from ..errors import InputError
+
+        raise InputError(f"pricing refresh: cannot write {p}: {e.strerror} (check $RAYCTL_HOME)") from None
