@@ -116,7 +116,7 @@ def _tie_key(o: Offer) -> tuple:
 # ---------------------------------------------------------------- where the data comes from
 
 def shipped_dir() -> Path:
-    """The price sheet shipped with the package (wheel: rayctl/pricing; checkout: pricing/)."""
+    """The offline price snapshot shipped with the package (wheel: rayctl/pricing; checkout: pricing/)."""
     here = Path(__file__).resolve().parent
     for cand in (here / "pricing", here.parents[1] / "pricing"):
         if cand.is_dir():
@@ -132,6 +132,16 @@ def skypilot_cache_dir() -> Path:
     return Path(os.environ.get("SKY_RUNTIME_DIR") or Path.home()).expanduser() / ".sky" / "catalogs" / "v8"
 
 
+def refreshed_dir() -> Path:
+    """Where `rayctl pricing refresh` keeps SkyPilot's hosted catalog (`<cloud>/vms.csv`)."""
+    return rayctl_home() / "catalog" / "v8"
+
+
+SHIPPED_LABEL = "rayctl-shipped:pricing"
+SKY_CACHE_LABEL = "skypilot-cache:~/.sky/catalogs/v8"
+REFRESHED_PREFIX = "rayctl-refreshed:"
+
+
 def _has_vms(d: Path) -> bool:
     try:
         return any((d / c / "vms.csv").is_file() for c in os.listdir(d))
@@ -139,11 +149,28 @@ def _has_vms(d: Path) -> bool:
         return False
 
 
+def _newest_vms(d: Path) -> float | None:
+    """Modification time of the newest `<cloud>/vms.csv` in `d` (None: the folder has none)."""
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return None
+    newest = None
+    for c in names:
+        try:
+            m = os.stat(d / c / "vms.csv").st_mtime
+        except OSError:
+            continue
+        newest = m if newest is None else max(newest, m)
+    return newest
+
+
 def resolve(flag: str | None = None) -> tuple[Path, str]:
-    """(directory, label) of the price data to use, in documented order:
-    --catalog, $RAYCTL_CATALOG, ~/.sky/catalogs/v8, rayctl's shipped sheet. `load()`
-    overlays rayctl's live data (`rayctl pricing refresh`, see `price_cache`) on the
-    last two, never on an explicit --catalog / $RAYCTL_CATALOG."""
+    """(directory, label) of the price data to use, in documented order: --catalog,
+    $RAYCTL_CATALOG, rayctl's refreshed catalog or SkyPilot's cache ~/.sky/catalogs/v8
+    (whichever holds the newer file; rayctl's on a tie), rayctl's shipped snapshot.
+    `load()` overlays rayctl's live data (`rayctl pricing refresh`, see `price_cache`) on
+    the last three, never on an explicit --catalog / $RAYCTL_CATALOG."""
     if flag:
         p = Path(flag).expanduser()
         if not p.is_dir():
@@ -157,20 +184,45 @@ def resolve(flag: str | None = None) -> tuple[Path, str]:
         if not p.is_dir() or not _has_vms(p):
             raise InputError(f"$RAYCTL_CATALOG={env}: not a folder holding <cloud>/vms.csv (SkyPilot's catalog layout)")
         return p, env
-    sky = skypilot_cache_dir()
-    if _has_vms(sky):
-        return sky, "skypilot-cache:~/.sky/catalogs/v8"
-    return shipped_dir(), "rayctl-shipped:pricing"
+    ours, sky = refreshed_dir(), skypilot_cache_dir()
+    m_ours, m_sky = _newest_vms(ours), _newest_vms(sky)
+    if m_ours is not None and (m_sky is None or m_ours >= m_sky):
+        return ours, REFRESHED_PREFIX + str(ours)
+    if m_sky is not None:
+        return sky, SKY_CACHE_LABEL
+    return shipped_dir(), SHIPPED_LABEL
 
 
 def load(flag: str | None = None, clouds: tuple[str, ...] = ()) -> Catalog:
     path, label = resolve(flag)
-    cat = load_dir(path, label, clouds)
+    # rayctl's refreshed catalog is dated by its oldest file: a cloud whose download keeps
+    # failing keeps its last good copy, and the plan should say how old that is.
+    cat = load_dir(path, label, clouds, oldest=label.startswith(REFRESHED_PREFIX))
     if not flag and not os.environ.get("RAYCTL_CATALOG"):
         from . import price_cache
 
         cat = price_cache.overlay(cat)
     return cat
+
+
+def stale_warning(cat: Catalog, today: dt.date | None = None) -> str | None:
+    """The warning for price data older than STALE_DAYS (None: fresh or undated)."""
+    age = cat.age_days(today)
+    if age is None or age <= STALE_DAYS:
+        return None
+    return (f"price data from {cat.source} is {age} days old (as of {cat.as_of}); prices may have changed "
+            "(run `rayctl pricing refresh`, no credentials needed, or pass --catalog)")
+
+
+_warned: set = set()
+
+
+def warn_stale_once(cat: Catalog, emit) -> None:
+    """Call `emit(message)` for stale data at most once per process (one command) and source."""
+    msg = stale_warning(cat)
+    if msg and cat.source not in _warned:
+        _warned.add(cat.source)
+        emit(msg)
 
 
 # ---------------------------------------------------------------- parsing
@@ -207,7 +259,7 @@ def _num(raw: str, where: str, col: str, allow_empty=True) -> float | None:
     return v
 
 
-def load_dir(path: Path, label: str, clouds: tuple[str, ...] = ()) -> Catalog:
+def load_dir(path: Path, label: str, clouds: tuple[str, ...] = (), oldest: bool = False) -> Catalog:
     merged: dict[tuple, Offer] = {}
     warnings: list[str] = []
     row_dates: list[str] = []
@@ -226,7 +278,7 @@ def load_dir(path: Path, label: str, clouds: tuple[str, ...] = ()) -> Catalog:
             warnings.append(f"{cloud}: ignored {dropped} price(s) of 0 or less (not a real price)")
     as_of = (min(row_dates) if row_dates else None) or _declared_date(path)
     if as_of is None and mtimes:
-        as_of = dt.datetime.fromtimestamp(max(mtimes), dt.timezone.utc).date().isoformat()
+        as_of = dt.datetime.fromtimestamp(min(mtimes) if oldest else max(mtimes), dt.timezone.utc).date().isoformat()
     offers = list(merged.values())
     return Catalog(offers=offers, source=label, as_of=as_of, warnings=warnings)
 

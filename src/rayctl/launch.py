@@ -509,6 +509,7 @@ def _launch_cloud(recipe, led: Ledger, rep: Reporter, *, detach: bool, quiet: bo
     from . import preemption
 
     cat = catalog if isinstance(catalog, catalog_mod.Catalog) else catalog_mod.load(catalog)
+    catalog_mod.warn_stale_once(cat, rep.warn)  # the plan below names the source and date too
     hist = preemption.history()  # spot offers ranked by effective $/h once the ledger has history
     objective = planner.objective_for(recipe)  # per-token: cheapest per output token first (the failover order)
     plan = planner.plan(recipe, cat, rate_fn=hist.rate_fn(recipe.resources.nodes) if hist.any else None,

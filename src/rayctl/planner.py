@@ -435,6 +435,10 @@ def _no_match_message(recipe: Recipe, catalog: Catalog) -> str:
             hints.append(f"{spec.name} is offered with {', '.join(str(c) for c in sorted(have))} per node")
         else:
             hints.append(f"{spec.name} is not in this catalog")
+    if catalog.source.startswith("rayctl-shipped") and any(spec.name.lower() not in counts
+                                                           for spec in recipe.resources.accelerators):
+        hints.append("the snapshot shipped with rayctl holds A100, A100-80GB, H100, H200, L4, L40S, A10G and "
+                     "B200 offers only; `rayctl pricing refresh` (no credentials needed) downloads every GPU")
     return (f"{recipe.path}: no offer for {wanted} in catalog {catalog.source} "
             f"(as of {catalog.as_of or 'unknown'}): {'; '.join(hints)}.")
 
@@ -445,9 +449,6 @@ def _filtered_message(recipe: Recipe, reasons: dict, matched: int, catalog: Cata
     hint = "Loosen resources.clouds/regions/cpus/memory/max_hourly_usd"
     if mode == "spot":
         hint += " or try spot: auto"
-        if catalog.source.startswith("rayctl-shipped"):
-            hint += (" (the price sheet shipped with rayctl lists on-demand prices only; for spot prices "
-                     "pass --catalog DIR, set $RAYCTL_CATALOG, or use SkyPilot's catalog cache)")
     return (f"{recipe.path}: no feasible offer. {matched} offer(s) have "
             f"{', '.join(str(s) for s in recipe.resources.accelerators)} but all were ruled out "
             f"({why}; pricing mode asked: {mode}). {hint}.")

@@ -172,11 +172,14 @@ def test_catalog_source_order(cli, tmp_path, monkeypatch):
     r1 = tmp_path / "a.yaml"
     r1.write_text("name: a\nkind: train\nresources: {accelerators: H100:8}\n")
     home = tmp_path / "home"
-    # 1. nothing configured: the shipped sheet, with an age warning
+    # 1. nothing configured: the shipped snapshot, with an age warning once it is over 7 days old
     r = cli("plan", r1, "--json", env={"HOME": str(home)})
     assert r.code == 0, r
-    assert json.loads(r.out)["catalog"]["source"] == "rayctl-shipped:pricing"
-    assert "days old" in r.err
+    assert json.loads(r.out)["catalog"] == {"source": "rayctl-shipped:pricing", "as_of": "2026-11-25"}
+    import datetime as dt
+
+    age = (dt.datetime.now(dt.timezone.utc).date() - dt.date(2026, 11, 25)).days
+    assert ("2026-11-25); prices may have changed" in r.err) == (age > catalog_mod.STALE_DAYS), r.err
     # 2. SkyPilot's cache wins over the shipped sheet
     sky = home / ".sky" / "catalogs" / "v8" / "lambda"
     sky.mkdir(parents=True)

@@ -7,6 +7,9 @@ cloud`, `status`, `logs`, `stop` and `down --all` live in `cli/launch.py` and ca
 
 from __future__ import annotations
 
+import csv
+import os
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -18,7 +21,8 @@ CLOUDS = ("aws", "gcp")
 
 
 def register(app: typer.Typer) -> None:
-    pricing = typer.Typer(help="Live cloud prices and GPU availability for the planner.", no_args_is_help=True)
+    pricing = typer.Typer(help="The planner's price data: SkyPilot's hosted catalog (no credentials), "
+                          "live AWS spot / GCP availability overlays.", no_args_is_help=True)
     pricing.command("refresh")(refresh)
     pricing.command("status")(pricing_status)
     app.add_typer(pricing, name="pricing")
@@ -31,65 +35,160 @@ def register(app: typer.Typer) -> None:
 
 
 def refresh(
-    cloud: Optional[str] = typer.Option(None, "--cloud", help="aws or gcp (default: both)."),
-    region: Optional[List[str]] = typer.Option(None, "--region", help="Only these regions (repeatable)."),
+    cloud: Optional[str] = typer.Option(None, "--cloud", help="Only that cloud's live overlay (aws: spot prices "
+                                        "per AZ; gcp: GPU availability and quota); needs its credentials."),
+    source: Optional[str] = typer.Option(None, "--source", help="'skypilot': only download SkyPilot's hosted "
+                                         "catalog (no credentials needed)."),
+    region: Optional[List[str]] = typer.Option(None, "--region", help="Overlays: only these regions (repeatable)."),
     project: Optional[str] = typer.Option(None, "--project", help="GCP project (default: gcloud's)."),
-    timeout: float = typer.Option(20.0, "--timeout", min=1.0, help="Seconds per network call."),
+    timeout: float = typer.Option(20.0, "--timeout", min=1.0, help="Seconds per catalog file / per network call."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
-    """Fetch AWS spot prices per AZ and GCP GPU availability/quota into rayctl's price cache."""
+    """Download SkyPilot's hosted GPU catalog (no credentials), then the live overlays the credentials allow.
+
+    Bare: every cloud's `v8/<cloud>/vms.csv` into $RAYCTL_HOME/catalog/v8, then AWS spot prices per AZ and GCP GPU availability/quota for the clouds with usable credentials (others are skipped with a note). Exit 0 when every catalog file and every overlay tried succeeded; 1 otherwise (a failed file keeps its last good copy).
+    """
     if cloud is not None and cloud not in CLOUDS:
         raise InputError(f"--cloud {cloud}: must be one of {', '.join(CLOUDS)}")
+    if source is not None and source != "skypilot":
+        raise InputError(f"--source {source}: the only source is 'skypilot' (SkyPilot's hosted catalog)")
+    if source and cloud:
+        raise InputError("--source skypilot downloads the catalog only; --cloud refreshes one live overlay "
+                         "only: pass one of them")
+    from .. import price_cache, prices
+
+    doc: dict = {}
+    failed = False
+    if cloud is None:
+        from ..prices import hosted
+
+        cat = hosted.refresh(timeout_s=timeout)
+        doc["catalog"] = cat
+        failed = not cat["ok"]
+        if not json_out:
+            ok = [c for c, r in cat["clouds"].items() if r["ok"]]
+            rows = sum(r["rows"] for r in cat["clouds"].values() if r["ok"])
+            typer.echo(f"catalog: {len(ok)} of {len(cat['clouds'])} cloud file(s) refreshed ({rows} GPU rows) "
+                       f"from {cat['base_url']}/{hosted.SCHEMA} into {cat['dir']}")
+            for c in cat["failed"]:
+                warn(f"catalog: {c}/vms.csv failed: {cat['clouds'][c]['error']} (kept the last good copy"
+                     + ("" if (Path(cat['dir']) / c / "vms.csv").is_file() else "; there is none") + ")")
+        if source == "skypilot":
+            if json_out:
+                dump_json(doc)
+            if failed:
+                _exit_failed(cat["failed"], json_out)
+            return
     wanted = [cloud] if cloud else list(CLOUDS)
-    from .. import prices
     from ..providers import cloud_check
 
     checks = cloud_check.check(wanted)
     usable = [c for c in wanted if checks[c].enabled]
-    if not usable:
+    if cloud and not usable:
         raise InputError("pricing refresh: no usable credentials for " + ", ".join(wanted) + ". Nothing changed; "
                          "the planner keeps its current data.\n" + cloud_check.summary(checks))
     report: dict = {}
     for c in wanted:
         if c not in usable:
-            report[c] = {"ok": False, "errors": {"credentials": checks[c].detail}}
+            report[c] = {"ok": None, "skipped": f"no usable credentials ({checks[c].detail})"}
             continue
         if c == "aws":
             report[c] = prices.refresh_aws(regions=region or None, timeout_s=timeout)
         else:
             report[c] = prices.refresh_gcp(project=project, regions=region or None, timeout_s=timeout)
-    from .. import price_cache
-
+    overlay_failed = [c for c, r in report.items() if r.get("ok") is False]
+    doc.update({"cache": str(price_cache.cache_dir()), "clouds": report})
     if json_out:
-        dump_json({"cache": str(price_cache.cache_dir()), "clouds": report})
+        dump_json(doc)
     else:
         for c, r in report.items():
+            if r.get("skipped"):
+                typer.echo(f"{c}: live overlay skipped: {r['skipped']}")
+                continue
             if r.get("ok"):
                 n = r.get("rows", r.get("accelerator_rows", 0))
                 typer.echo(f"{c}: ok ({n} rows, {len(r.get('regions') or [])} region(s))")
             for scope, e in (r.get("errors") or {}).items():
                 warn(f"{c}: {scope}: {e}")
-        typer.echo(f"cache: {price_cache.cache_dir()}")
-    if not any(r.get("ok") for r in report.values()):
-        raise typer.Exit(1)
+        if usable:
+            typer.echo(f"cache: {price_cache.cache_dir()}")
+    if cloud:
+        if not any(r.get("ok") for r in report.values()):
+            raise typer.Exit(1)
+        return
+    if failed or overlay_failed:
+        _exit_failed((doc["catalog"]["failed"] if failed else []) + [f"{c} overlay" for c in overlay_failed],
+                     json_out)
+
+
+def _exit_failed(what: list, json_out: bool) -> None:
+    if not json_out:
+        typer.echo(f"rayctl: error: pricing refresh failed for: {', '.join(what)}", err=True)
+    raise typer.Exit(1)
 
 
 def pricing_status(json_out: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
-    """Show what the live price cache holds and how old it is."""
+    """Per cloud: which price data the planner uses (source), its rows and age; the live overlays' age."""
     from .. import price_cache
+    from ..prices import hosted
 
-    st = price_cache.status()
+    st = _catalog_status(hosted)
+    live = price_cache.status()
     if json_out:
-        dump_json(st)
+        dump_json({**st, "live": live})
         return
-    typer.echo(f"cache: {st['dir']}")
-    if not st["clouds"]:
-        typer.echo("empty: run `rayctl pricing refresh`")
+    typer.echo(f"catalog in use: {st['source']} (as of {st['as_of'] or 'unknown'})")
+    from rich.table import Table
+
+    t = Table(box=None, header_style="bold")
+    for col in ("cloud", "source", "rows", "age", "last refresh"):
+        t.add_column(col)
     for c, m in st["clouds"].items():
+        last = m.get("last_refresh") or {}
+        note = ("never" if not last else ("ok " + str(last.get("fetched_at")) if not last.get("error")
+                                          else f"failed {last.get('attempted_at')}: {last['error']}"))
+        t.add_row(c, m["source"], str(m["rows"]), f"{m['age_days']} days" if m["age_days"] is not None else "-",
+                  note)
+    console().print(t)
+    if st["source"].startswith("rayctl-shipped"):
+        typer.echo("run `rayctl pricing refresh` (no credentials needed) for current prices")
+    typer.echo(f"live overlays ({live['dir']}):" + ("" if live["clouds"] else " none; `rayctl pricing refresh` "
+                                                       "adds them for clouds with credentials"))
+    for c, m in live["clouds"].items():
         age = m.get("age_hours")
-        typer.echo(f"{c}: fetched {m.get('fetched_at') or 'never'}"
+        typer.echo(f"  {c}: fetched {m.get('fetched_at') or 'never'}"
                    + (f" ({age:g} h ago)" if age is not None else "")
                    + (f"; last error: {m['error']}" if m.get("error") else ""))
+
+
+def _catalog_status(hosted) -> dict:
+    import datetime as dt
+
+    from .. import catalog as catalog_mod
+
+    path, label = catalog_mod.resolve(None)
+    meta = (hosted.read_meta().get("clouds") or {}) if label.startswith(catalog_mod.REFRESHED_PREFIX) else {}
+    declared = catalog_mod._declared_date(path) if label == catalog_mod.SHIPPED_LABEL else None
+    today = dt.datetime.now(dt.timezone.utc).date()
+    clouds: dict = {}
+    oldest = newest = None
+    for c in sorted(os.listdir(path)):
+        f = path / c / "vms.csv"
+        if not f.is_file():
+            continue
+        try:
+            with open(f, newline="", encoding="utf-8") as fh:
+                rows = max(0, sum(1 for _ in csv.reader(fh)) - 1)
+        except (OSError, csv.Error, UnicodeDecodeError):
+            rows = None
+        date = declared or dt.datetime.fromtimestamp(f.stat().st_mtime, dt.timezone.utc).date().isoformat()
+        oldest = date if oldest is None or date < oldest else oldest
+        newest = date if newest is None or date > newest else newest
+        clouds[c] = {"source": label, "file": str(f), "rows": rows, "date": date,
+                     "age_days": (today - dt.date.fromisoformat(date)).days, "last_refresh": meta.get(c)}
+    # dated as `catalog.load` dates it: rayctl's refreshed catalog by its oldest file
+    as_of = declared or (oldest if label.startswith(catalog_mod.REFRESHED_PREFIX) else newest)
+    return {"source": label, "dir": str(path), "as_of": as_of, "clouds": clouds}
 
 
 def check(

@@ -108,10 +108,7 @@ def plan_cmd(
     cat = None
     if any(not isinstance(r, tuple) for r in loaded):
         cat = catalog_mod.load(catalog)  # a bad catalog is one error for all recipes (exit 2)
-        age = cat.age_days()
-        if age is not None and age > catalog_mod.STALE_DAYS:
-            warn(f"price data from {cat.source} is {age} days old (as of {cat.as_of}); "
-                 "prices may have changed (refresh the catalog or pass --catalog)")
+        catalog_mod.warn_stale_once(cat, warn)
         for w in cat.warnings:
             warn(f"catalog: {w}")
     docs: list = []
@@ -273,6 +270,7 @@ def gpus(
     from .. import catalog as catalog_mod
 
     cat = catalog_mod.load(catalog)
+    catalog_mod.warn_stale_once(cat, warn)
     if name is None:
         rows = catalog_mod.summary(cat)
         if json_out:

@@ -6,7 +6,8 @@ import json
 import sys
 
 CATALOG_HELP = ("Price data folder in SkyPilot's layout (<cloud>/vms.csv). Default: $RAYCTL_CATALOG, "
-                "then ~/.sky/catalogs/v8, then the price sheet shipped with rayctl.")
+                "then the newer of `rayctl pricing refresh`'s catalog and ~/.sky/catalogs/v8, "
+                "then the snapshot shipped with rayctl.")
 
 
 def dump_json(doc) -> None:

@@ -1,7 +1,10 @@
 """`rayctl pricing refresh`: fetch live cloud data into rayctl's price cache.
 
+(The credential-free download of SkyPilot's hosted catalog is `rayctl.prices.hosted`; it runs
+first, so these overlays ask about the fresh catalog's offers.)
+
 Which regions and instance types to ask about comes from the base catalog (the one the
-planner reads: ~/.sky/catalogs/v8 or the shipped sheet): the GPU offers' AWS regions and
+planner reads: rayctl's refreshed catalog, ~/.sky/catalogs/v8 or the shipped snapshot): the GPU offers' AWS regions and
 instance types, the GCP regions. Results are merged into `$RAYCTL_HOME/pricing-cache/`
 (see `rayctl.price_cache`) region by region: a region whose calls fail keeps its old
 rows, and `meta.json` records the error so `rayctl plan` can say how old the data is.
