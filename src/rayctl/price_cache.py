@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import os
 from pathlib import Path
 
@@ -113,9 +114,11 @@ def _quotas(d: Path) -> dict[str, dict[str, tuple[float, float]]]:
     out: dict = {}
     for r in _read_csv(d / "gcp" / "quotas.csv"):
         try:
-            out.setdefault(r["Region"], {})[r["Metric"]] = (float(r["Limit"]), float(r["Usage"] or 0))
-        except (KeyError, ValueError):
+            limit, usage = float(r["Limit"]), float(r["Usage"] or 0)
+        except (KeyError, TypeError, ValueError):
             continue
+        if math.isfinite(limit) and math.isfinite(usage):
+            out.setdefault(r["Region"], {})[r["Metric"]] = (limit, usage)
     return out
 
 
@@ -187,12 +190,14 @@ def overlay(cat, d: Path | None = None, now: dt.datetime | None = None):
 def _overlay_aws(offers: list, d: Path, Offer) -> list:
     live: dict = {}
     covered: set = set()
+    from .catalog import PRICE_MAX, PRICE_MIN
+
     for r in _read_csv(d / "aws" / "spot_prices.csv"):
         try:
             price = float(r["SpotPrice"])
-        except (KeyError, ValueError):
+        except (KeyError, TypeError, ValueError):
             continue
-        if price <= 0:
+        if not (PRICE_MIN <= price <= PRICE_MAX):  # also false for nan; 0, inf, 1e-300 are no prices
             continue
         live[(r["InstanceType"], r["Region"], r["AvailabilityZone"])] = price
         covered.add((r["InstanceType"], r["Region"]))
@@ -227,7 +232,7 @@ def _overlay_gcp(offers: list, d: Path, regions: set, zones_complete: bool) -> l
     for r in _read_csv(d / "gcp" / "accelerators.csv"):
         try:
             avail[(r["AcceleratorName"].lower(), r["AvailabilityZone"])] = int(float(r["MaxCount"]))
-        except (KeyError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue
         zones_seen.add(r["AvailabilityZone"])
     quotas = _quotas(d)

@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import EXIT_INPUT, InputError
-from .render import console, dump_json, warn
+from .render import console, dump_json, number_flag, warn
 
 CLOUDS = ("aws", "gcp")
 
@@ -38,6 +38,7 @@ def refresh(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Fetch AWS spot prices per AZ and GCP GPU availability/quota into rayctl's price cache."""
+    number_flag("--timeout", timeout, low=1.0, low_inclusive=True, high=3600.0, what="seconds per network call")
     if cloud is not None and cloud not in CLOUDS:
         raise InputError(f"--cloud {cloud}: must be one of {', '.join(CLOUDS)}")
     wanted = [cloud] if cloud else list(CLOUDS)

@@ -38,6 +38,11 @@ class Throughput:
                 "kind": self.kind, "source": self.source}
 
 
+# Output tokens/s of one node: above this a figure is a typo (the fastest 8-GPU nodes
+# serve small models at ~1e5 tok/s). `--throughput` is held to the same bound.
+MAX_TOKENS_PER_S = 10_000_000.0
+
+
 def path() -> Path:
     return shipped_dir() / FILE
 
@@ -62,6 +67,11 @@ def load(file: Path | None = None) -> list[Throughput]:
             except (TypeError, ValueError):
                 raise InputError(f"reference throughputs {f}:{lineno}: 'count' and 'output_tokens_per_s' "
                                  "must be numbers") from None
+            tps = out[-1].output_tokens_per_s
+            if not (0 < tps <= MAX_TOKENS_PER_S) or out[-1].count < 1:
+                raise InputError(f"reference throughputs {f}:{lineno}: 'output_tokens_per_s' must be a finite "
+                                 f"number above 0 and at most {MAX_TOKENS_PER_S:,.0f}, and 'count' at least 1; "
+                                 f"got {row['output_tokens_per_s']!r}, count {row['count']!r}")
     return out
 
 
