@@ -178,6 +178,8 @@ class Ledger:
         if version == 0 and tables - ours:
             raise ledger_error(self.path, "this SQLite database is not a rayctl ledger (it holds table(s) "
                                           f"{', '.join(sorted(tables - ours)[:5])})")
+        # Before any write, so that a foreign file stays byte-for-byte as it was.
+        self._check_tables(require_all=version == SCHEMA_VERSION)
         db.execute("PRAGMA journal_mode=WAL")  # a write: a read-only file or folder fails here
         db.execute("BEGIN IMMEDIATE")  # write probe (rolled back): fail now, not half-way through a launch
         try:
@@ -188,9 +190,12 @@ class Ledger:
         if version < SCHEMA_VERSION:
             db.executescript(_DDL)  # idempotent (IF NOT EXISTS); commits by itself
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _check_tables(self, require_all: bool) -> None:
+        """Each rayctl table has its columns (tables not there yet pass unless `require_all`)."""
         for table, cols in _TABLES.items():
-            have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-            if not have or cols - have:
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if (not have and require_all) or (have and cols - have):
                 missing = "the table" if not have else "column(s) " + ", ".join(sorted(cols - have)[:6])
                 raise ledger_error(self.path, f"its table '{table}' lacks {missing}: it is not a rayctl ledger of "
                                               f"schema {SCHEMA_VERSION}")
