@@ -67,3 +67,15 @@ def test_compare_json_is_strict_on_a_catalog_with_broken_prices(cli, tmp_path):
     hourly = {row["mode"]: row["hourly_usd"] for row in doc["self_hosted"]}
     assert hourly == {"spot": 12.5, "on-demand": 32.77}, hourly
     assert [w for w in doc["catalog"]["warnings"] if "skipped 4 implausible" in w], doc["catalog"]["warnings"]
+
+
+@pytest.mark.parametrize("args,flag", [
+    (("pricing", "refresh", "--timeout", "inf"), "--timeout"),
+    (("pricing", "refresh", "--timeout", "nan"), "--timeout"),
+    (("runs", "--limit", str(10 ** 30)), "--limit"),
+])
+def test_other_numeric_flags_refuse_absurd_values(cli, args, flag):
+    r = cli(*args)
+    assert r.code == 2, r
+    assert_no_traceback(r)
+    assert flag in r.err, r.err
