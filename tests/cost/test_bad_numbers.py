@@ -24,7 +24,7 @@ def test_throughput_must_be_finite_and_plausible(cli, shared_catalog, value):
     r = cli("cost", "compare", "--gpu", "A100:8", f"--throughput={value}", "--catalog", shared_catalog)
     assert r.code == 2, r
     assert_no_traceback(r)
-    assert "--throughput must be a finite number" in r.err, r.err
+    assert "--throughput must be a positive, finite number" in r.err, r.err
 
 
 @pytest.mark.parametrize("flag,value", [("--input-tokens", str(10 ** 30)), ("--output-tokens", str(10 ** 30)),

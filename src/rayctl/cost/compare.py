@@ -74,8 +74,8 @@ def check_counts(input_tokens: int | None, output_tokens: int | None, throughput
     from .throughputs import MAX_TOKENS_PER_S
 
     if throughput is not None and not (0 < throughput <= MAX_TOKENS_PER_S):  # also refuses nan and inf
-        raise InputError(f"--throughput must be a finite number of output tokens per second of one node, above 0 "
-                         f"and at most {MAX_TOKENS_PER_S:,.0f}, got {throughput:g}")
+        raise InputError(f"--throughput must be a positive, finite number of output tokens per second of one node "
+                         f"(at most {MAX_TOKENS_PER_S:,.0f}), got {throughput:g}")
 
 
 # ---------------------------------------------------------------- what hardware to price
