@@ -150,3 +150,28 @@ def test_planner_never_ranks_nan(tmp_path, shared_catalog):
     assert all(c.region != "us-east-1" or not c.spot for c in ranked.candidates)
     prices = [c.effective_hourly_usd for c in ranked.candidates if c.spot]
     assert prices == sorted(prices)
+
+
+def test_live_aws_spot_prices_outside_the_band_are_skipped_with_one_warning(tmp_path):
+    from rayctl import catalog, price_cache
+
+    d = tmp_path / "catalog" / "aws"
+    d.mkdir(parents=True)
+    (d / "vms.csv").write_text(
+        "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region,AvailabilityZone\n"
+        "p4d.24xlarge,A100,8.0,96.0,1152.0,40.0,14.0,us-east-1,use1-az1\n"
+        "p4d.24xlarge,A100,8.0,96.0,1152.0,40.0,14.0,us-east-1,use1-az2\n"
+        "p4d.24xlarge,A100,8.0,96.0,1152.0,40.0,14.0,us-east-1,use1-az4\n")
+    cache = tmp_path / "cache"
+    price_cache.write_csv(cache / "aws" / "spot_prices.csv",
+                          ["InstanceType", "Region", "AvailabilityZone", "AvailabilityZoneName", "SpotPrice", "Timestamp"],
+                          [{"InstanceType": "p4d.24xlarge", "Region": "us-east-1", "AvailabilityZone": z,
+                            "AvailabilityZoneName": z, "SpotPrice": p, "Timestamp": "2026-12-01T00:00:00Z"}
+                           for z, p in (("use1-az1", "12.5"), ("use1-az2", "1e-300"), ("use1-az4", "inf"),
+                                        ("use1-az6", "nan"))])
+    price_cache.write_meta({"aws": {"fetched_at": "2026-12-01T00:00:00Z"}}, cache)
+    cat = price_cache.overlay(catalog.load_dir(tmp_path / "catalog", "t"), cache)
+    spot = {o.zone: o.spot_price for o in cat.offers}
+    assert spot == {"use1-az1": 12.5, "use1-az2": None, "use1-az4": None}, spot
+    warnings = [w for w in cat.warnings if "implausible" in w]
+    assert len(warnings) == 1 and "skipped 3 implausible spot price(s)" in warnings[0], cat.warnings
