@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import secrets
 import sqlite3
@@ -369,8 +370,9 @@ def _db_value(v):
 def _row(r: sqlite3.Row) -> dict:
     d = dict(r)
     if d.get("metrics"):
-        try:
-            d["metrics"] = json.loads(d["metrics"])
+        try:  # NaN/Infinity from an older rayctl read as null: `runs --json` stays strict JSON
+            d["metrics"] = json.loads(d["metrics"], parse_constant=lambda _c: None,
+                                      parse_float=lambda t: v if math.isfinite(v := float(t)) else None)
         except ValueError:
             pass
     if d.get("spot") is not None:
