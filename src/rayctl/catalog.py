@@ -10,6 +10,11 @@ semantics SkyPilot's own catalog code has:
 - A row with an empty price is not an offer for that pricing mode. A price of 0 or
   less is not a real price either (e.g. vast.ai lists `SpotPrice` 0.00 for bid-based
   instances); such rows are dropped and counted in the catalog's warnings.
+- A price must also be plausible: finite and between $0.001 and $1,000 per hour for
+  one instance (`PRICE_MIN`..`PRICE_MAX`; the dearest GPU VMs list about $100/h).
+  `inf`, `nan`, `1e400` or `1e-300` are typos or broken exports, never real prices:
+  that pricing mode is dropped, and the catalog carries one warning per file with the
+  count. Non-finite vCPUs, MemoryGiB or AcceleratorCount are dropped the same way.
 - AWS zones are zone IDs (`use1-az2`), kept as they are.
 - Duplicate rows for one (cloud, instance type, region, zone) are merged, each
   pricing mode taking its lowest listed price.
@@ -31,6 +36,11 @@ from pathlib import Path
 from .errors import InputError
 
 STALE_DAYS = 7
+
+# Plausible $/h for one instance (host + its accelerators). Outside this band a price
+# is a typo or a broken export (inf, nan, 1e400, 1e-300) and is dropped with a warning.
+PRICE_MIN = 0.001
+PRICE_MAX = 1000.0
 
 # GCP: accelerator -> count -> host VM types (GCP ties A100 to A2, L4 to G2, H100 to A3...).
 GCP_HOSTS = {
@@ -254,9 +264,37 @@ def _num(raw: str, where: str, col: str, allow_empty=True) -> float | None:
         v = float(raw)
     except ValueError:
         raise InputError(f"{where}: field '{col}' is '{raw[:40]}', not a number") from None
-    if math.isnan(v):
-        return None
+    if not math.isfinite(v):
+        raise _NotFinite
     return v
+
+
+class _NotFinite(Exception):
+    """A numeric catalog field holds inf/nan (or overflows a float, like 1e400)."""
+
+
+def _value(raw: str, where: str, col: str, allow_empty=True):
+    """(value, bad): a non-finite number reads as missing and counts as one bad value."""
+    try:
+        return _num(raw, where, col, allow_empty), 0
+    except _NotFinite:
+        return None, 1
+
+
+def _price(raw: str, where: str, col: str) -> tuple[float | None, int, int]:
+    """(price or None, dropped as 0 or less, dropped as implausible). The hot path: one
+    float() and one chained comparison for a good price."""
+    if not raw:
+        return None, 0, 0
+    try:
+        v = float(raw)
+    except ValueError:
+        raise InputError(f"{where}: field '{col}' is '{raw[:40]}', not a number") from None
+    if PRICE_MIN <= v <= PRICE_MAX:  # false for nan too
+        return v, 0, 0
+    if v <= 0 and math.isfinite(v):
+        return None, 1, 0
+    return None, 0, 1
 
 
 def load_dir(path: Path, label: str, clouds: tuple[str, ...] = (), oldest: bool = False) -> Catalog:
@@ -273,9 +311,13 @@ def load_dir(path: Path, label: str, clouds: tuple[str, ...] = (), oldest: bool 
         if not f.is_file() or (clouds and cloud not in clouds):
             continue
         mtimes.append(f.stat().st_mtime)
-        dropped = _read_cloud(cloud, f, merged, row_dates)
+        dropped, implausible = _read_cloud(cloud, f, merged, row_dates)
         if dropped:
             warnings.append(f"{cloud}: ignored {dropped} price(s) of 0 or less (not a real price)")
+        if implausible:
+            warnings.append(f"{f}: skipped {implausible} implausible value(s): prices that are not finite or "
+                            f"outside ${PRICE_MIN:g}-${PRICE_MAX:,.0f} per instance-hour, or non-finite "
+                            "vCPUs/MemoryGiB/AcceleratorCount; fix or remove those rows")
     as_of = (min(row_dates) if row_dates else None) or _declared_date(path)
     if as_of is None and mtimes:
         as_of = dt.datetime.fromtimestamp(min(mtimes) if oldest else max(mtimes), dt.timezone.utc).date().isoformat()
@@ -286,19 +328,19 @@ def load_dir(path: Path, label: str, clouds: tuple[str, ...] = (), oldest: bool 
 _REQUIRED = ("InstanceType", "AcceleratorName", "AcceleratorCount", "Price", "Region")
 
 
-def _read_cloud(cloud: str, f: Path, merged: dict, row_dates: list) -> int:
+def _read_cloud(cloud: str, f: Path, merged: dict, row_dates: list) -> tuple[int, int]:
     display = f"{f.parent.name}/vms.csv"
     try:
         fh = open(f, newline="", encoding="utf-8")
     except OSError as e:
         raise InputError(f"catalog file {f}: cannot read: {e.strerror}") from None
-    dropped = 0
+    dropped = implausible = 0
     with fh:
         try:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
-                return 0
+                return 0, 0
             col = {name.strip(): i for i, name in enumerate(header)}
             missing = [c for c in _REQUIRED if c not in col]
             if missing:
@@ -322,29 +364,30 @@ def _read_cloud(cloud: str, f: Path, merged: dict, row_dates: list) -> int:
                 where = f"catalog file {display}:{lineno}"
                 itype = row[iI]
                 acc = row[iA]
-                price = _num(row[iP], where, "Price")
-                spot = _num(row[iS], where, "SpotPrice") if iS is not None else None
-                if price is not None and price <= 0:
-                    price, dropped = None, dropped + 1
-                if spot is not None and spot <= 0:
-                    spot, dropped = None, dropped + 1
+                price, d1, b1 = _price(row[iP], where, "Price")
+                spot, d2, b2 = _price(row[iS], where, "SpotPrice") if iS is not None else (None, 0, 0)
+                dropped += d1 + d2
+                implausible += b1 + b2
                 if iD is not None and row[iD]:
                     row_dates.append(row[iD])
                 region = row[iR]
                 zone = row[iZ] if iZ is not None and row[iZ] else None
-                vcpus = _num(row[iV], where, "vCPUs") if iV is not None else None
-                mem = _num(row[iM], where, "MemoryGiB") if iM is not None else None
+                vcpus, b1 = _value(row[iV], where, "vCPUs") if iV is not None else (None, 0)
+                mem, b2 = _value(row[iM], where, "MemoryGiB") if iM is not None else (None, 0)
+                implausible += b1 + b2
                 if gcp:
                     if itype and not acc:
                         hosts.setdefault(zone or region, []).append((itype, vcpus, mem, price, spot, region))
                         continue
                     if not itype and acc:
-                        cnt = _num(row[iC], where, "AcceleratorCount", allow_empty=False)
+                        cnt, b = _value(row[iC], where, "AcceleratorCount", allow_empty=False)
+                        implausible += b
                         accs.append((acc, cnt, region, zone, price, spot))
                         continue
                 if not acc or not itype:
                     continue  # CPU-only instance, or a row we cannot price alone
-                cnt = _num(row[iC], where, "AcceleratorCount", allow_empty=False)
+                cnt, b = _value(row[iC], where, "AcceleratorCount", allow_empty=False)
+                implausible += b
                 if cnt is None or cnt != int(cnt) or cnt < 1:
                     continue  # fractional GPUs are not offered by rayctl
                 _add(merged, Offer(cloud, region, zone, itype, acc, int(cnt), vcpus, mem, price, spot))
@@ -354,7 +397,7 @@ def _read_cloud(cloud: str, f: Path, merged: dict, row_dates: list) -> int:
             raise InputError(f"catalog file {f}:{reader.line_num}: not valid CSV: {e}") from None
         except UnicodeDecodeError:
             raise InputError(f"catalog file {f}: is not UTF-8 text") from None
-    return dropped
+    return dropped, implausible
 
 
 def _add(merged: dict, o: Offer) -> None:

@@ -16,6 +16,7 @@ the same code serves the local head, an existing cluster and a cloud head.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import re
@@ -45,13 +46,24 @@ STARVED_WARN_S = 45.0
 # ---------------------------------------------------------------------------- the protocol
 
 
+def _null(_name):
+    return None
+
+
+def _finite_or_null(text: str):
+    v = float(text)
+    return v if math.isfinite(v) else None
+
+
 def parse_line(line: str) -> dict | None:
     """The protocol event on `line`, or None when the line is ordinary output."""
     i = line.find(PREFIX)
     if i < 0:
         return None
     try:
-        ev = json.loads(line[i + len(PREFIX):].strip())
+        # NaN, Infinity and overflowing numbers (1e400) read as null: they would make the
+        # ledger and every `--json` output that shows metrics non-JSON.
+        ev = json.loads(line[i + len(PREFIX):].strip(), parse_constant=_null, parse_float=_finite_or_null)
     except ValueError:
         return None
     if not isinstance(ev, dict) or ev.get("type") not in ("progress", "metrics"):

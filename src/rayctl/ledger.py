@@ -12,12 +12,19 @@ Tables:
 
 Writers use short transactions with a busy timeout, so concurrent cron runs and a
 live launch never corrupt or lose rows.
+
+A ledger rayctl cannot use -- not an SQLite file (damaged, or something else at that
+path), read-only, of another schema, or written by a newer rayctl -- is a `LedgerError`
+(exit 2) naming the file, what is wrong and what to do. rayctl never re-creates,
+migrates or writes over such a file: the runs recorded in it stay as they are. A write
+probe at open time makes a read-only ledger fail before a launch starts anything.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import secrets
 import sqlite3
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .catalog import rayctl_home
+from .errors import InputError
 
 SCHEMA_VERSION = 1
 
@@ -109,22 +117,96 @@ def new_run_id(recipe: str) -> str:
     return f"{recipe[:40]}-{stamp}-{secrets.token_hex(2)}"
 
 
+class LedgerError(InputError):
+    """The ledger file cannot be used as it is (exit 2); it is left untouched."""
+
+
+# Columns each table must have (a subset is enough: rayctl reads these by name).
+_TABLES = {"runs": set(_RUN_COLUMNS),
+           "segments": {"id", "run_id", "started_at", "ended_at", "cloud", "region", "zone", "instance_type",
+                        "spot", "nodes", "hourly_usd_per_node"},
+           "events": {"id", "run_id", "at", "kind", "cloud", "region", "zone", "instance_type", "detail"}}
+
+
+def ledger_error(path, err: BaseException | str) -> LedgerError:
+    """A LedgerError for `path` saying what is wrong (from an sqlite3/OS error or a text) and what to do."""
+    p = str(path)
+    what = err if isinstance(err, str) else (getattr(err, "strerror", None) or str(err))
+    name = getattr(err, "sqlite_errorname", "") or ""
+    aside = (f"rayctl leaves it as it is. Move it aside (mv {p} {p}.damaged) and rayctl starts a new, empty "
+             "ledger, or point RAYCTL_HOME at another folder; restore it from a backup to keep its runs")
+    if "READONLY" in name or "readonly" in str(what) or isinstance(err, PermissionError):
+        return LedgerError(f"ledger {p}: cannot write to it ({what}). rayctl records every run there, so it "
+                           f"must be writable: make the file and its folder writable (chmod u+w {p} "
+                           f"{os.path.dirname(p) or '.'}), or set RAYCTL_HOME to a writable folder")
+    if "CANTOPEN" in name or isinstance(err, OSError):
+        return LedgerError(f"ledger {p}: cannot open it ({what}); check that the path and its folder exist, are "
+                           "readable and writable, or set RAYCTL_HOME to another folder")
+    if "NOTADB" in name or "CORRUPT" in name or "not a database" in str(what) or "malformed" in str(what):
+        return LedgerError(f"ledger {p} is not a readable SQLite database ({what}); it is damaged or is some "
+                           f"other file. {aside}")
+    return LedgerError(f"ledger {p}: {what}. {aside}")
+
+
 class Ledger:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path else rayctl_home() / "ledger.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LedgerError(f"ledger {self.path}: cannot create its folder {self.path.parent} ({e.strerror}); "
+                              "set RAYCTL_HOME to a writable folder") from None
+        if self.path.exists() and not self.path.is_file():
+            raise ledger_error(self.path, "this is not a regular file (a folder or a device?)")
+        self._db = None
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._open()
+        except sqlite3.Error as e:
+            self.close()
+            raise ledger_error(self.path, e) from None
+        except LedgerError:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        db = self._db
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=30000")
+        version = db.execute("PRAGMA user_version").fetchone()[0]  # reads the header: a non-database fails here
+        if version > SCHEMA_VERSION:
+            raise ledger_error(self.path, f"it was written by a newer rayctl (schema {version}; this rayctl reads "
+                                          f"up to {SCHEMA_VERSION}). Upgrade rayctl to read it")
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ours = set(_TABLES) | {"sqlite_sequence", "cloud_clusters"}  # cloud_registry adds the last
+        if version == 0 and tables - ours:
+            raise ledger_error(self.path, "this SQLite database is not a rayctl ledger (it holds table(s) "
+                                          f"{', '.join(sorted(tables - ours)[:5])})")
+        # Before any write, so that a foreign file stays byte-for-byte as it was.
+        self._check_tables(require_all=version == SCHEMA_VERSION)
+        db.execute("PRAGMA journal_mode=WAL")  # a write: a read-only file or folder fails here
+        db.execute("BEGIN IMMEDIATE")  # write probe (rolled back): fail now, not half-way through a launch
+        try:
+            db.execute(f"PRAGMA user_version={int(version)}")
+        finally:
+            db.execute("ROLLBACK")
+        db.execute("PRAGMA foreign_keys=ON")
         if version < SCHEMA_VERSION:
-            self._db.executescript(_DDL)  # idempotent (IF NOT EXISTS); commits by itself
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.executescript(_DDL)  # idempotent (IF NOT EXISTS); commits by itself
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _check_tables(self, require_all: bool) -> None:
+        """Each rayctl table has its columns (tables not there yet pass unless `require_all`)."""
+        for table, cols in _TABLES.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if (not have and require_all) or (have and cols - have):
+                missing = "the table" if not have else "column(s) " + ", ".join(sorted(cols - have)[:6])
+                raise ledger_error(self.path, f"its table '{table}' lacks {missing}: it is not a rayctl ledger of "
+                                              f"schema {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
 
     def __enter__(self):
         return self
@@ -304,8 +386,9 @@ def _row(r: sqlite3.Row) -> dict:
         if isinstance(d.get(k), str) and "@" in d[k]:
             d[k] = redact_url(d[k])
     if d.get("metrics"):
-        try:
-            d["metrics"] = json.loads(d["metrics"])
+        try:  # NaN/Infinity from an older rayctl read as null: `runs --json` stays strict JSON
+            d["metrics"] = json.loads(d["metrics"], parse_constant=lambda _c: None,
+                                      parse_float=lambda t: v if math.isfinite(v := float(t)) else None)
         except ValueError:
             pass
     if d.get("spot") is not None:

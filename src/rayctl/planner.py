@@ -27,6 +27,7 @@ offers rank by effective $/h = price x (1 + rate x (restart + checkpoint/2) / 60
 from __future__ import annotations
 
 import gc
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -228,6 +229,14 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective="hourly", 
         raise InputError(f"--hours must be > 0, got {hours}")
     if budget_usd is None:
         budget_usd = recipe.budget.max_usd
+    # NaN compares false with everything, so one would silently pass every filter and
+    # scramble the ranking; inputs are checked where they are read, this is the backstop.
+    for what, v in (("hours (--hours / budget.max_hours)", hours), ("budget (--budget / budget.max_usd)", budget_usd),
+                    ("resources.max_hourly_usd", res.max_hourly_usd),
+                    ("resources.restart_minutes", res.restart_minutes),
+                    ("resources.checkpoint_minutes", res.checkpoint_minutes)):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InputError(f"{recipe.path}: {what} is {v}; it must be a finite number")
     nodes = res.nodes
     index = catalog.by_accelerator()
 
@@ -273,6 +282,9 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective="hourly", 
         if spot and rate_fn is not None:
             rs, cm = res.restart_minutes, res.checkpoint_minutes
             rows = [(effective_price(c, rate_fn(o.cloud, o.region, o.instance_type), rs, cm), c, o) for c, o in priced]
+            n = len(rows)
+            rows = [r for r in rows if math.isfinite(r[0])]  # never rank a NaN/inf effective price
+            reasons["price mode"] += n - len(rows)
         else:
             rows = [(c, c, o) for c, o in priced]
         groups.append(rows)

@@ -24,6 +24,8 @@ interrupted when any node is, so its rate is N x lambda. That rate feeds the pla
 Default ranking (`rayctl plan`): preemption-aware when the ledger holds any spot
 history (spot segments or preemption events), sticker otherwise; `--preemption-aware`
 and `--sticker` force either. Reading is read-only: `plan` never creates a ledger.
+A ledger that cannot be read is a `LedgerError` naming the file; `plan` then ranks by
+sticker price with a warning, or exits 2 when `--preemption-aware` was asked for.
 """
 
 from __future__ import annotations
@@ -82,10 +84,12 @@ def history(ledger_path: str | Path | None = None, now: dt.datetime | None = Non
     if not p.is_file():
         return h
     now = now or dt.datetime.now(dt.timezone.utc)
+    from .ledger import ledger_error
+
     try:
         db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error:
-        return h
+    except sqlite3.Error as e:
+        raise ledger_error(p, e) from None
     try:
         try:
             for cloud, region, itype, n in db.execute(
@@ -101,8 +105,8 @@ def history(ledger_path: str | Path | None = None, now: dt.datetime | None = Non
                     continue
                 key = (cloud, region, itype)
                 h.hours[key] = h.hours.get(key, 0.0) + max(0.0, hours) * (nodes or 1)
-        except sqlite3.Error:
-            return History()
+        except sqlite3.Error as e:
+            raise ledger_error(p, e) from None
     finally:
         db.close()
     return h

@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 import os
 from pathlib import Path
 
@@ -113,9 +114,11 @@ def _quotas(d: Path) -> dict[str, dict[str, tuple[float, float]]]:
     out: dict = {}
     for r in _read_csv(d / "gcp" / "quotas.csv"):
         try:
-            out.setdefault(r["Region"], {})[r["Metric"]] = (float(r["Limit"]), float(r["Usage"] or 0))
-        except (KeyError, ValueError):
+            limit, usage = float(r["Limit"]), float(r["Usage"] or 0)
+        except (KeyError, TypeError, ValueError):
             continue
+        if math.isfinite(limit) and math.isfinite(usage):
+            out.setdefault(r["Region"], {})[r["Metric"]] = (limit, usage)
     return out
 
 
@@ -158,8 +161,12 @@ def overlay(cat, d: Path | None = None, now: dt.datetime | None = None):
     offers = cat.offers
     aws = meta.get("aws") or {}
     if aws.get("fetched_at") and (d / "aws" / "spot_prices.csv").is_file():
-        offers = _overlay_aws(offers, d, Offer)
+        offers, skipped = _overlay_aws(offers, d, Offer)
         applied.append("aws")
+        if skipped:
+            cat.warnings.append(f"{d / 'aws' / 'spot_prices.csv'}: skipped {skipped} implausible spot price(s) "
+                                "(not finite, or outside $0.001-$1,000 per instance-hour); run "
+                                "`rayctl pricing refresh` again")
     gcp = meta.get("gcp") or {}
     if gcp.get("fetched_at"):
         offers = _overlay_gcp(offers, d, set(gcp.get("regions") or ()), bool(gcp.get("zones_complete")))
@@ -184,20 +191,24 @@ def overlay(cat, d: Path | None = None, now: dt.datetime | None = None):
     return cat
 
 
-def _overlay_aws(offers: list, d: Path, Offer) -> list:
+def _overlay_aws(offers: list, d: Path, Offer) -> tuple[list, int]:
     live: dict = {}
     covered: set = set()
+    skipped = 0
+    from .catalog import PRICE_MAX, PRICE_MIN
+
     for r in _read_csv(d / "aws" / "spot_prices.csv"):
         try:
             price = float(r["SpotPrice"])
-        except (KeyError, ValueError):
+        except (KeyError, TypeError, ValueError):
             continue
-        if price <= 0:
+        if not (PRICE_MIN <= price <= PRICE_MAX):  # also false for nan; 0, inf, 1e-300 are no prices
+            skipped += price > 0 or not math.isfinite(price)  # 0 or less: no offer, as in the catalog
             continue
         live[(r["InstanceType"], r["Region"], r["AvailabilityZone"])] = price
         covered.add((r["InstanceType"], r["Region"]))
     if not live:
-        return offers
+        return offers, skipped
     out = []
     seen = set()
     proto: dict = {}
@@ -218,7 +229,7 @@ def _overlay_aws(offers: list, d: Path, Offer) -> list:
         if p is None:
             continue  # an instance type rayctl has no catalog row for (unknown GPU): skip
         out.append(Offer("aws", region, zone, itype, p.accelerator, p.count, p.vcpus, p.memory_gib, p.price, price))
-    return out
+    return out, skipped
 
 
 def _overlay_gcp(offers: list, d: Path, regions: set, zones_complete: bool) -> list:
@@ -227,7 +238,7 @@ def _overlay_gcp(offers: list, d: Path, regions: set, zones_complete: bool) -> l
     for r in _read_csv(d / "gcp" / "accelerators.csv"):
         try:
             avail[(r["AcceleratorName"].lower(), r["AvailabilityZone"])] = int(float(r["MaxCount"]))
-        except (KeyError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue
         zones_seen.add(r["AvailabilityZone"])
     quotas = _quotas(d)

@@ -15,7 +15,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import EXIT_INPUT, InputError
-from .render import console, dump_json, warn
+from .render import console, dump_json, number_flag, warn
 
 CLOUDS = ("aws", "gcp")
 
@@ -48,6 +48,7 @@ def refresh(
 
     Bare: every cloud's `v8/<cloud>/vms.csv` into $RAYCTL_HOME/catalog/v8, then AWS spot prices per AZ and GCP GPU availability/quota for the clouds with usable credentials (others are skipped with a note). Exit 0 when every catalog file and every overlay tried succeeded; 1 otherwise (a failed file keeps its last good copy).
     """
+    number_flag("--timeout", timeout, low=1.0, low_inclusive=True, high=3600.0, what="seconds per network call")
     if cloud is not None and cloud not in CLOUDS:
         raise InputError(f"--cloud {cloud}: must be one of {', '.join(CLOUDS)}")
     if source is not None and source != "skypilot":

@@ -86,7 +86,9 @@ def _say(con, text: str) -> None:
 
 
 def _int(x) -> str:
-    return "-" if x is None else f"{x:,.0f}"
+    if x is None:
+        return "-"
+    return f"{x:,.0f}" if abs(x) < 1e15 else f"{x:.3g}"  # never a 300-digit number
 
 
 # ---------------------------------------------------------------- compare
@@ -157,6 +159,8 @@ def _catalog_warnings(doc: dict) -> None:
 def _volume(x) -> str:
     if x is None:
         return "never"
+    if x >= 1e15:
+        return f"{x:.3g}"
     for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if x >= div:
             return f"{x / div:,.3g}{unit}"

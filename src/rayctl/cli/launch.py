@@ -122,7 +122,7 @@ def _dur(s: float | None) -> str:
 
 def runs_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the rows as one JSON document."),
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="Show at most N runs, newest first."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=1_000_000_000, help="Show at most N runs, newest first."),
     status: Optional[List[str]] = typer.Option(None, "--status", help="Only runs with this status (repeatable)."),
     recipe: Optional[str] = typer.Option(None, "--recipe", help="Only runs of this recipe name."),
 ) -> None:

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import EXIT_INPUT, InputError, ManyErrors, RayctlError, RecipeError
-from .render import CATALOG_HELP, console, dump_json, money, warn
+from .render import CATALOG_HELP, console, dump_json, money, number_flag, warn
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +49,9 @@ def validate(
     if bad:
         raise typer.Exit(EXIT_INPUT)
 
+MAX_HOURS = 1_000_000.0  # ~114 years: more is a typo
+MAX_BUDGET_USD = 1e12
+
 
 def plan_cmd(
     recipes: List[Path] = typer.Argument(..., help="Recipe file(s) to plan.", show_default=False),
@@ -75,8 +78,8 @@ def plan_cmd(
     from .. import planner
     from .. import recipe as recipe_mod
 
-    if hours is not None and hours <= 0:
-        raise InputError(f"--hours must be > 0, got {hours}")
+    number_flag("--hours", hours, high=MAX_HOURS, what="hours to estimate for")
+    number_flag("--budget", budget, high=MAX_BUDGET_USD, low_inclusive=True, what="USD")
     if objective is not None and objective not in planner.OBJECTIVES:
         raise InputError(f"--objective {objective}: must be one of {', '.join(planner.OBJECTIVES)}")
     stated = None
@@ -97,7 +100,14 @@ def plan_cmd(
         raise InputError("--output/-o is for --emit skypilot")
     from .. import preemption
 
-    hist = preemption.history() if preemption_aware is not False else None
+    hist = None
+    if preemption_aware is not False:
+        try:
+            hist = preemption.history()
+        except InputError as e:  # a damaged or unreadable ledger: it is left as it is
+            if preemption_aware:
+                raise
+            warn(f"{e.message}. Ranking spot offers by sticker price.")
     aware = preemption_aware if preemption_aware is not None else bool(hist and hist.any)
     loaded: list = []  # per recipe: Recipe, or (path, error)
     for path in recipes:

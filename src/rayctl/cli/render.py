@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 CATALOG_HELP = ("Price data folder in SkyPilot's layout (<cloud>/vms.csv). Default: $RAYCTL_CATALOG, "
@@ -10,10 +11,33 @@ CATALOG_HELP = ("Price data folder in SkyPilot's layout (<cloud>/vms.csv). Defau
                 "then the snapshot shipped with rayctl.")
 
 
+def strict_json(doc, **kw) -> str:
+    """JSON text of `doc`, strictly: NaN and infinities raise instead of becoming the
+    non-JSON tokens `NaN`/`Infinity` (inputs are checked for them, so one here is a bug)."""
+    return json.dumps(doc, allow_nan=False, **kw)
+
+
 def dump_json(doc) -> None:
-    """Exactly one JSON document on stdout; stable key order, so equal inputs give equal bytes."""
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    """Exactly one strict JSON document on stdout; stable key order, so equal inputs give
+    equal bytes. Every `--json` output goes through here."""
+    text = strict_json(doc, indent=2, ensure_ascii=False)  # built fully before anything is written
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def number_flag(flag: str, value: float | None, *, low: float = 0.0, high: float, low_inclusive: bool = False,
+                what: str = "") -> float | None:
+    """`value` of a numeric flag, or InputError (exit 2) naming the flag: NaN, infinities
+    and values outside (low, high] (or [low, high]) are refused."""
+    if value is None:
+        return None
+    ok = math.isfinite(value) and (low <= value if low_inclusive else low < value) and value <= high
+    if not ok:
+        from ..errors import InputError
+
+        bound = f"{'at least' if low_inclusive else 'more than'} {low:g} and at most {high:,.0f}"
+        raise InputError(f"{flag} must be a finite number{' of ' + what if what else ''}, {bound}; got {value:g}")
+    return value
 
 
 def console(stderr: bool = False):

@@ -38,7 +38,11 @@ def parse_since(text: str, *, flag: str = "--since", today: dt.datetime | None =
     ref = today or dt.datetime.now(dt.timezone.utc)
     m = _REL.match(s)
     if m:
-        return ref - dt.timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2).lower()])
+        try:
+            return ref - dt.timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2).lower()])
+        except (OverflowError, ValueError):
+            raise InputError(f"{flag} '{text}': that age reaches before year 1; use a smaller age "
+                             "such as 7d, 12h, 30m, 2w, or a date") from None
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s):
             d = dt.datetime.combine(dt.date.fromisoformat(s), dt.time(), dt.timezone.utc)

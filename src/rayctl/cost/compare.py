@@ -43,6 +43,7 @@ DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_INPUT_TOKENS = 1000
 DEFAULT_OUTPUT_TOKENS = 250
 DEFAULT_UTILIZATION = 0.7
+MAX_TOKENS_PER_REQUEST = 10_000_000  # above the largest context windows: a larger figure is a typo
 
 
 def parse_utilization(text: str | float) -> float:
@@ -61,13 +62,20 @@ def parse_utilization(text: str | float) -> float:
 
 
 def check_counts(input_tokens: int | None, output_tokens: int | None, throughput: float | None) -> None:
-    if input_tokens is not None and input_tokens < 0:
-        raise InputError(f"--input-tokens must be 0 or more (input tokens per request), got {input_tokens}")
+    if input_tokens is not None and not (0 <= input_tokens <= MAX_TOKENS_PER_REQUEST):
+        raise InputError(f"--input-tokens must be 0 or more and at most {MAX_TOKENS_PER_REQUEST:,} "
+                         f"(input tokens per request), got {input_tokens}")
+    if output_tokens is not None and output_tokens > MAX_TOKENS_PER_REQUEST:
+        raise InputError(f"--output-tokens must be at most {MAX_TOKENS_PER_REQUEST:,} (output tokens per "
+                         f"request), got {output_tokens}")
     if output_tokens is not None and output_tokens < 1:
         raise InputError(f"--output-tokens must be 1 or more (output tokens per request; self-hosted cost "
                          f"follows generated tokens), got {output_tokens}")
-    if throughput is not None and (not math.isfinite(throughput) or throughput <= 0):
-        raise InputError(f"--throughput must be a positive number of output tokens per second, got {throughput}")
+    from .throughputs import MAX_TOKENS_PER_S
+
+    if throughput is not None and not (0 < throughput <= MAX_TOKENS_PER_S):  # also refuses nan and inf
+        raise InputError(f"--throughput must be a positive, finite number of output tokens per second of one node "
+                         f"(at most {MAX_TOKENS_PER_S:,.0f}), got {throughput:g}")
 
 
 # ---------------------------------------------------------------- what hardware to price

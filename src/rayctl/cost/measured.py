@@ -114,6 +114,10 @@ def _resources_only(path: str):
     from ..recipe.model import build
     from ..recipe.yamlsafe import Fail, load as load_yaml
 
+    import os
+
+    if not os.path.isfile(path):  # a FIFO or device would block the read
+        return None
     try:
         with open(path, "rb") as f:
             data = f.read(1 << 20)

@@ -111,6 +111,11 @@ class Figure:
         return self.per_gpu * gpus_per_node * nodes
 
 
+# Output tokens/s of one node: above this a figure is a typo (the fastest 8-GPU nodes
+# serve small models at ~1e5 tok/s). `--throughput` is held to the same bound.
+MAX_TOKENS_PER_S = 10_000_000.0
+
+
 def path() -> Path:
     return shipped_dir() / FILE
 
@@ -135,9 +140,10 @@ def load(file: Path | None = None) -> list[Throughput]:
             except (TypeError, ValueError):
                 raise InputError(f"reference throughputs {f}:{lineno}: 'count' and 'output_tokens_per_s' "
                                  "must be numbers") from None
-            if not math.isfinite(tps) or tps <= 0 or count < 1:
-                raise InputError(f"reference throughputs {f}:{lineno}: 'count' must be >= 1 and "
-                                 "'output_tokens_per_s' > 0")
+            if not (0 < tps <= MAX_TOKENS_PER_S) or count < 1:
+                raise InputError(f"reference throughputs {f}:{lineno}: 'output_tokens_per_s' must be a finite "
+                                 f"number above 0 and at most {MAX_TOKENS_PER_S:,.0f}, and 'count' at least 1; "
+                                 f"got {row['output_tokens_per_s']!r}, count {row['count']!r}")
             out.append(Throughput(row["model"], row["accelerator"], count, row["engine"], row["label"], tps,
                                   row["kind"], row["source"], row["engine_version"], row["precision"],
                                   row["input_len"], row["output_len"], row["date_read"]))

@@ -10,6 +10,7 @@ with the file, line, column and field path.
 from __future__ import annotations
 
 import os
+import stat
 
 from ..errors import Problem, RecipeError
 from .model import Budget, MinSpec, Recipe, Resources, Teardown, build
@@ -38,10 +39,27 @@ def loads(data: bytes, path: str = "<recipe>") -> Recipe:
 
 
 def load(path: str | os.PathLike) -> Recipe:
+    """Read and check one recipe file. Only a regular file is read: a FIFO, a device or a
+    socket is refused before any read (reading one could block forever)."""
     p = os.fspath(path)
     try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_READ + 1)
+        # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(st.st_mode):
+                raise RecipeError(p, [Problem(
+                    f"is {_kind(st.st_mode)}, not a regular file; a recipe is a YAML file on disk "
+                    "(copy the recipe to a file and pass that)")])
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "rb") as f:
+                fd = -1
+                data = f.read(MAX_READ + 1)
+        finally:
+            if fd >= 0:
+                os.close(fd)
     except FileNotFoundError:
         raise RecipeError(p, [Problem("no such file")]) from None
     except IsADirectoryError:
@@ -52,3 +70,13 @@ def load(path: str | os.PathLike) -> Recipe:
 
 
 MAX_READ = 1 << 20
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"

@@ -2,10 +2,15 @@
 
 Hostile input is refused with a `Problem`, never a traceback or a hang: files over
 1 MiB, non-UTF-8 bytes, several documents, nesting deeper than 100, duplicate keys,
-and alias "bombs" (documents that expand to more than 20,000 nodes).
+and alias "bombs" (documents that expand to more than 20,000 nodes). Numbers must be
+finite: `.inf`, `.nan` (and floats that overflow to infinity, such as `1.0e+400`) and
+integers too large for a float are refused here, with the field path, line and column,
+so no later check ever sees a NaN or an infinity.
 """
 
 from __future__ import annotations
+
+import math
 
 import yaml
 
@@ -124,11 +129,13 @@ def _convert(loader, node, path, marks, key_marks, budget, depth):
         if node.tag in _STR_TAGS or not node.tag.startswith("tag:yaml.org,2002:"):
             return node.value
         try:
-            return loader.construct_object(node, deep=False)
+            value = loader.construct_object(node, deep=False)
         except yaml.YAMLError as e:
             line, col = _pos(node.start_mark)
             raise _Fail(Problem(f"invalid YAML value {node.value!r}: {getattr(e, 'problem', e)}",
                                 line=line, column=col)) from None
+        _check_number(value, node, path)
+        return value
     if isinstance(node, yaml.SequenceNode):
         return [_convert(loader, item, path + (i,), marks, key_marks, budget, depth + 1)
                 for i, item in enumerate(node.value)]
@@ -159,6 +166,24 @@ def _convert(loader, node, path, marks, key_marks, budget, depth):
             for k, v in extra.items():
                 out.setdefault(k, v)
     return out
+
+
+_MAX_INT = 10 ** 300  # larger integers overflow a float; no recipe field means them
+
+
+def _check_number(value, node, path) -> None:
+    """Refuse NaN, infinities and integers too large to be a float: no field means them."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        what = "NaN (not a number)" if math.isnan(value) else "infinite"
+        msg = f"'{node.value}' is {what}; write a finite number"
+    elif isinstance(value, int) and abs(value) > _MAX_INT:
+        msg = f"'{node.value[:20]}...' is too large a number ({len(str(abs(value)))} digits); write a finite number"
+    else:
+        return
+    line, col = _pos(node.start_mark)
+    raise _Fail(Problem(msg, field=_dotted(path), line=line, column=col))
 
 
 def _dotted(path) -> str:
