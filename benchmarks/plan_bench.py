@@ -70,7 +70,7 @@ def skypilot(catalog: str, repeat: int) -> tuple[list[float], dict]:
 
 
 def synthetic(n: int, seed: int = 7):
-    from rayctl.catalog import Catalog, Offer
+    from rayctl.planning.catalog import Catalog, Offer
 
     rnd = random.Random(seed)
     clouds = ["aws", "gcp", "lambda", "runpod", "nebius", "cudo", "vast", "shadeform"]
@@ -84,7 +84,8 @@ def synthetic(n: int, seed: int = 7):
 
 
 def time_planner(n: int, repeat: int) -> tuple[float, int]:
-    from rayctl import planner, recipe
+    from rayctl.planning import planner
+    from rayctl import recipe
 
     cat = synthetic(n)
     r = recipe.loads(RECIPE.encode(), "bench.yaml")

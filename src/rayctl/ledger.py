@@ -31,7 +31,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable
 
-from .catalog import rayctl_home
+from .settings import rayctl_home
 from .errors import InputError
 
 SCHEMA_VERSION = 1

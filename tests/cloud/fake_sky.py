@@ -1,6 +1,6 @@
 """A fake of SkyPilot's client SDK (0.14.1) at the boundary rayctl uses.
 
-It implements the functions `rayctl.providers.skypilot_sdk.SkyClient` calls, with
+It implements the functions `rayctl.providers.skypilot.sdk.SkyClient` calls, with
 SkyPilot's request semantics (each call returns a request that `get` /
 `stream_and_get` resolves) and a small simulation of what happens behind them:
 

@@ -109,10 +109,11 @@ def test_launch_cloud_without_credentials_fails_in_seconds_without_skypilot(tmp_
     code = textwrap.dedent(f"""\
         import sys, time
         sys.path.insert(0, {str(HERE)!r})
-        from rayctl import catalog, planner, recipe
+        from rayctl import recipe
+        from rayctl.planning import catalog, planner
         from rayctl.ledger import Ledger
         from rayctl.errors import RayctlError
-        from rayctl.providers import skypilot
+        from rayctl.providers.skypilot import provider as skypilot
         r = recipe.load({str(recipe)!r})
         p = planner.plan(r, catalog.load({str(shared_catalog)!r}))
         led = Ledger()

@@ -20,9 +20,9 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 
 from cloudkit import GCP_CSV, RAYCTL
-from rayctl import catalog, planner, price_cache, prices
+from rayctl.planning import catalog, planner, price_cache, refresh as prices
 from rayctl import recipe as recipe_mod
-from rayctl.prices import gcp
+from rayctl.planning.refresh import gcp
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -153,7 +153,7 @@ def test_refresh_drops_zones_without_the_gpu_and_modes_without_quota(compute_api
         """))
     p = planner.plan(r, cat)
     assert [(c.zone, c.spot) for c in p.candidates] == [("us-central1-a", True)]
-    from rayctl.price_cache import quota_allows
+    from rayctl.planning.price_cache import quota_allows
 
     assert quota_allows(p.candidates[0], nodes=8) is True     # 64 GPUs of preemptible quota
     assert quota_allows(p.candidates[0], nodes=9) is False    # 72 > 64

@@ -1,4 +1,4 @@
-"""The head-node runner (`python -m rayctl.providers.skypilot_head`) against a real Ray head.
+"""The head-node runner (`python -m rayctl.providers.skypilot.head`) against a real Ray head.
 
 This is what SkyPilot's `run` execs on a cloud cluster's head after start_cluster; here
 the Ray head is a private one on 127.0.0.2 with its own ports and temp dir, started with
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from rayctl.providers import skypilot_head
+from rayctl.providers.skypilot import head as skypilot_head
 from tests.conftest import require_infra
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -93,7 +93,7 @@ def _head(address, entrypoint, *, deadline=None, extra_env=None, secret=None, ti
     if secret:
         env["API_TOKEN"] = secret
     env.update(extra_env or {})
-    return subprocess.run([sys.executable, "-m", "rayctl.providers.skypilot_head"], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rayctl.providers.skypilot.head"], capture_output=True, text=True,
                           env=env, timeout=timeout)
 
 

@@ -13,10 +13,11 @@ import pytest
 
 from cloudkit import SPEC, ZONE_NAMES
 from fake_sky import FakeSky
-from rayctl import catalog, planner, recipe as recipe_mod
+from rayctl.planning import catalog, planner
+from rayctl import recipe as recipe_mod
 from rayctl.errors import Interrupted, JobFailed
-from rayctl.providers import cloud_registry, skypilot
-from rayctl.providers.cloud_check import CloudCheck
+from rayctl.providers.skypilot import registry as cloud_registry, provider as skypilot
+from rayctl.planning.credentials import CloudCheck
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -365,7 +366,7 @@ def test_task_rejected_by_skypilot_starts_nothing(write_recipe, mini_catalog, le
 def test_log_sink_redacts_parses_and_drops_spinner_payloads(tmp_path):
     import io
 
-    from rayctl.providers.skypilot_track import LogSink
+    from rayctl.providers.skypilot.track import LogSink
 
     out = io.StringIO()
     sink = LogSink(tmp_path / "log.txt", echo=True, out=out)

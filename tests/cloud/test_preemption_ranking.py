@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from cloudkit import RAYCTL
-from rayctl import preemption
+from rayctl.planning import preemption
 from rayctl.ledger import Ledger
 
 pytestmark = pytest.mark.timeout(120)

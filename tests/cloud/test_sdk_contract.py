@@ -28,7 +28,7 @@ CODE = textwrap.dedent("""\
     from sky.schemas.api import responses
     from sky.utils import registry
     sys.path.insert(0, sys.argv[1])
-    from rayctl.providers import skypilot_sdk
+    from rayctl.providers.skypilot import sdk as skypilot_sdk
 
     import json, sky_signatures
     bad = []
@@ -68,7 +68,7 @@ def test_every_call_skyclient_makes_binds_to_the_recorded_sdk(tmp_path):
     import io
 
     import fake_sky
-    from rayctl.providers.skypilot_sdk import SkyClient
+    from rayctl.providers.skypilot.sdk import SkyClient
 
     fake = fake_sky.FakeSky(run_polls=1)
     fake_sky.RECEIVED.clear()

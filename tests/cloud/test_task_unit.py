@@ -6,7 +6,8 @@ import json
 import shlex
 import sys
 
-from rayctl.providers import skypilot_task as t
+from rayctl import settings
+from rayctl.providers.skypilot import task as t
 
 
 def test_remote_spec_moves_local_things_to_where_they_land(tmp_path):
@@ -19,7 +20,7 @@ def test_remote_spec_moves_local_things_to_where_they_land(tmp_path):
     payload = {"version": 1, "workload": {"input": str(data), "output": str(tmp_path / "out"),
                                           "nested": {"files": [str(data)]}, "model": "gpt2", "n": 3}}
     spec = {"entrypoint": f"{shlex.quote(sys.executable)} -m rayctl.workloads.batch_infer --x 1",
-            "runtime_env": {"working_dir": str(tmp_path), "py_modules": [str(t.rayctl_package_dir()), str(mod)],
+            "runtime_env": {"working_dir": str(tmp_path), "py_modules": [settings.package_dir(), str(mod)],
                             "pip": str(req),
                             "env_vars": {"RAYCTL_WORKLOAD": json.dumps(payload), "RAYCTL_HOME": "/home/me/.rayctl",
                                          "WANDB_API_KEY": "k-123456789", "MODE": "x"}}}
@@ -29,7 +30,7 @@ def test_remote_spec_moves_local_things_to_where_they_land(tmp_path):
     env = head["runtime_env"]
     assert workdir == str(tmp_path) and env["working_dir"] == "~/sky_workdir"
     assert env["py_modules"] == ["~/.rayctl/pkg/rayctl", "~/.rayctl/py_modules/1/mylib"]
-    assert mounts["~/.rayctl/pkg/rayctl"] == str(t.rayctl_package_dir())
+    assert mounts["~/.rayctl/pkg/rayctl"] == settings.package_dir()
     assert mounts["~/.rayctl/py_modules/1/mylib"] == str(mod)
     assert env["pip"] == ["numpy==2.0", "requests"]
     assert "RAYCTL_HOME" not in env["env_vars"] and "WANDB_API_KEY" not in env["env_vars"]

@@ -181,7 +181,7 @@ def test_task_shape_per_kind(emitted):
     assert head["runtime_env"]["pip"] == ["numpy"]
     assert head["runtime_env"]["env_vars"]["EPOCHS"] == "3" and head["secret_env"] == ["HF_TOKEN"]
     assert "~/sky_templates/ray/start_cluster" in train["run"]
-    assert "rayctl.providers.skypilot_head" in train["run"]
+    assert "rayctl.providers.skypilot.head" in train["run"]
     assert train["file_mounts"]["~/.rayctl/pkg/rayctl"].endswith("rayctl")
     assert "ray[" in train["setup"] and "2.60.0" in train["setup"]
 

@@ -6,9 +6,9 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from costhelpers import local_batch_infer_run, ts
-from rayctl import catalog as catalog_mod
+from rayctl.planning import catalog as catalog_mod
 from rayctl.cost import compare as cmp
-from rayctl.cost import throughputs
+from rayctl.planning import throughputs
 from rayctl.errors import InputError
 
 

@@ -1,7 +1,7 @@
 """`schedule run`: the lock, the rotated log, exit codes and ledger rows.
 
 The lock is tested with a real `flock` held by this test process. Launching for real
-needs the local Ray cluster from `rayctl.launch`; the test that does so is skipped
+needs the local Ray cluster from `rayctl.runs.launch`; the test that does so is skipped
 where that module is not part of this checkout.
 """
 
@@ -128,12 +128,18 @@ def test_rotation_under_cron_moves_the_redirected_output_to_the_new_file(schedul
 
 def test_sigterm_is_an_interrupted_run(cli, scheduled, rayctl_home, tmp_path):
     """SIGTERM while the run holds the lock ends it with 130 and an 'interrupted' ledger row."""
-    recipe, _ = scheduled
-    # A recipe path that blocks on open: a FIFO nobody writes to keeps the run busy inside the lock.
-    fifo = tmp_path / "slow.yaml"
-    os.mkfifo(fifo)
+    import socket
+
+    # A target that accepts connections and never answers keeps the run busy inside the lock
+    # (its probe waits up to 5 s); a FIFO recipe no longer does, it is refused at once.
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    recipe = tmp_path / "slow.yaml"
+    recipe.write_text(f"name: nightly\nkind: batch-infer\ntarget: http://127.0.0.1:{srv.getsockname()[1]}\n"
+                      "workload:\n  entrypoint: python -c 'print(1)'\n")
     env = dict(os.environ, RAYCTL_HOME=str(rayctl_home), HOME=str(tmp_path))
-    p = subprocess.Popen([sys.executable, "-m", "rayctl", "schedule", "run", "nightly", "--recipe", str(fifo)],
+    p = subprocess.Popen([sys.executable, "-m", "rayctl", "schedule", "run", "nightly", "--recipe", str(recipe)],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
     while "run started" not in (log_of(rayctl_home).read_text() if log_of(rayctl_home).exists() else ""):
@@ -141,6 +147,7 @@ def test_sigterm_is_an_interrupted_run(cli, scheduled, rayctl_home, tmp_path):
         time.sleep(0.1)
     p.terminate()
     out, err = p.communicate(timeout=30)
+    srv.close()
     assert p.returncode == 130, (out, err)
     assert "interrupted" in out and "Traceback" not in err
     (row,) = ledger_runs(rayctl_home)

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from launch_helpers import assert_no_traceback
+from tests.conftest import assert_no_traceback
 
 
 def _digest(p):

@@ -1,6 +1,6 @@
 """The ::rayctl:: metrics/progress protocol as jobs.py parses it."""
 
-from rayctl.jobs import Report, failure_reason, parse_line
+from rayctl.runs.jobs import Report, failure_reason, parse_line
 
 
 def test_progress_and_metrics_lines_parse():

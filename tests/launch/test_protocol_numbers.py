@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from rayctl.jobs import parse_line
+from rayctl.runs.jobs import parse_line
 from rayctl.ledger import Ledger
 
 

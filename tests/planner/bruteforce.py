@@ -1,5 +1,5 @@
 """An independent brute force over SkyPilot-layout CSVs: the cheapest $/h per node for
-NAME:COUNT, spot or on-demand. Written separately from rayctl.catalog on purpose, so
+NAME:COUNT, spot or on-demand. Written separately from rayctl.planning.catalog on purpose, so
 the planner is checked against a second reading of the data, not against itself.
 """
 

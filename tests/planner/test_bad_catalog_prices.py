@@ -114,7 +114,7 @@ def test_non_finite_vcpus_and_counts_are_skipped(cli, tmp_path, shared_catalog):
     doc = _strict(r.out)
     assert {c["region"] for c in doc["candidates"]} == {"us-east-1", "us-west-2"}
     assert "skipped 3 implausible" in r.err, r.err
-    from rayctl import catalog
+    from rayctl.planning import catalog
 
     (west,) = [o for o in catalog.load(str(tmp_path / "catalog")).offers if o.region == "us-west-2"]
     assert west.vcpus is None and west.memory_gib is None
@@ -134,7 +134,7 @@ def test_plan_flags_reject_non_finite_and_absurd_values(cli, tmp_path, shared_ca
 
 def test_planner_never_ranks_nan(tmp_path, shared_catalog):
     # The backstop in the planner itself, for callers that build a Recipe in code.
-    from rayctl import catalog, planner
+    from rayctl.planning import catalog, planner
     from rayctl import recipe as recipe_mod
     from rayctl.errors import InputError
 
@@ -153,7 +153,7 @@ def test_planner_never_ranks_nan(tmp_path, shared_catalog):
 
 
 def test_live_aws_spot_prices_outside_the_band_are_skipped_with_one_warning(tmp_path):
-    from rayctl import catalog, price_cache
+    from rayctl.planning import catalog, price_cache
 
     d = tmp_path / "catalog" / "aws"
     d.mkdir(parents=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rayctl import catalog as catalog_mod
-from rayctl.prices import hosted
+from rayctl.planning import catalog as catalog_mod
+from rayctl.planning.refresh import hosted
 from tests.conftest import REPO, assert_no_traceback
 
 pytestmark = pytest.mark.timeout(180)

@@ -10,9 +10,10 @@ import json
 
 import pytest
 
-from rayctl import catalog as catalog_mod
-from rayctl import planner, recipe
-from rayctl.cost import throughputs as tp
+from rayctl.planning import catalog as catalog_mod
+from rayctl.planning import planner
+from rayctl import recipe
+from rayctl.planning import throughputs as tp
 from rayctl.ledger import Ledger
 from tests.conftest import assert_no_traceback
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rayctl import catalog as catalog_mod
-from rayctl import planner, recipe
+from rayctl.planning import catalog as catalog_mod
+from rayctl.planning import planner
+from rayctl import recipe
 from rayctl.errors import InputError, NoPlanError
 from tests.conftest import REPO, assert_no_traceback
 

@@ -1,8 +1,8 @@
 """`rayctl pricing refresh|status` and `rayctl cloud check|clusters|down` (the cloud target's CLI).
 
-Thin: parse, call `rayctl.prices` / `rayctl.providers.*`, render. `launch --target
+Thin: parse, call `rayctl.planning.refresh` / `rayctl.providers.*`, render. `launch --target
 cloud`, `status`, `logs`, `stop` and `down --all` live in `cli/launch.py` and call
-`rayctl.providers.skypilot`.
+`rayctl.providers.skypilot.provider`.
 """
 
 from __future__ import annotations
@@ -56,12 +56,12 @@ def refresh(
     if source and cloud:
         raise InputError("--source skypilot downloads the catalog only; --cloud refreshes one live overlay "
                          "only: pass one of them")
-    from .. import price_cache, prices
+    from ..planning import price_cache, refresh as prices
 
     doc: dict = {}
     failed = False
     if cloud is None:
-        from ..prices import hosted
+        from ..planning.refresh import hosted
 
         cat = hosted.refresh(timeout_s=timeout)
         doc["catalog"] = cat
@@ -81,7 +81,7 @@ def refresh(
                 _exit_failed(cat["failed"], json_out)
             return
     wanted = [cloud] if cloud else list(CLOUDS)
-    from ..providers import cloud_check
+    from ..planning import credentials as cloud_check
 
     checks = cloud_check.check(wanted)
     usable = [c for c in wanted if checks[c].enabled]
@@ -130,8 +130,8 @@ def _exit_failed(what: list, json_out: bool) -> None:
 
 def pricing_status(json_out: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
     """Per cloud: which price data the planner uses (source), its rows and age; the live overlays' age."""
-    from .. import price_cache
-    from ..prices import hosted
+    from ..planning import price_cache
+    from ..planning.refresh import hosted
 
     st = _catalog_status(hosted)
     live = price_cache.status()
@@ -165,7 +165,7 @@ def pricing_status(json_out: bool = typer.Option(False, "--json", help="Print on
 def _catalog_status(hosted) -> dict:
     import datetime as dt
 
-    from .. import catalog as catalog_mod
+    from ..planning import catalog as catalog_mod
 
     path, label = catalog_mod.resolve(None)
     meta = (hosted.read_meta().get("clouds") or {}) if label.startswith(catalog_mod.REFRESHED_PREFIX) else {}
@@ -197,7 +197,7 @@ def check(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Which clouds have usable credentials (seconds; does not start SkyPilot's API server)."""
-    from ..providers import cloud_check
+    from ..planning import credentials as cloud_check
 
     wanted = list(cloud) if cloud else list(CLOUDS)
     res = cloud_check.check(wanted)
@@ -218,7 +218,7 @@ def clusters(
 ) -> None:
     """List the cloud clusters and managed jobs rayctl created (its registry)."""
     from ..ledger import Ledger
-    from ..providers import cloud_registry
+    from ..providers.skypilot import registry as cloud_registry
 
     with Ledger() as led:
         rows = cloud_registry.all_rows(led, live_only=not all_)
@@ -248,7 +248,7 @@ def down(
     if not all_:
         raise InputError("rayctl cloud down: pass --all (to stop one run: `rayctl stop RUN`)")
     from ..ledger import Ledger
-    from ..providers import skypilot
+    from ..providers.skypilot import provider as skypilot
 
     with Ledger() as led:
         res = skypilot.down_all(led)

@@ -31,7 +31,7 @@ def report(
 
     since_dt = accounting.parse_since(since) if since is not None else None
     with Ledger() as led:
-        from ..launch import reconcile
+        from ..runs.launch import reconcile
 
         reconcile(led)  # a run whose launch was killed gets its outcome before it is costed
         doc = accounting.report(led, since=since_dt, recipe=recipe)
@@ -144,7 +144,7 @@ def compare_cmd(
 def _catalog_warnings(doc: dict) -> None:
     import datetime as dt
 
-    from .. import catalog as catalog_mod
+    from ..planning import catalog as catalog_mod
 
     as_of = doc["catalog"]["as_of"]
     if as_of:

@@ -1,4 +1,4 @@
-"""`rayctl launch`, `runs`, `status`, `logs`, `stop`, `down`: parse, call rayctl.launch, render."""
+"""`rayctl launch`, `runs`, `status`, `logs`, `stop`, `down`: parse, call rayctl.runs.launch, render."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def launch_cmd(
     Exit codes: 0 succeeded (or serving, or submitted with --detach); 1 failed, stopped, or its resources are held by other work; 2 invalid input; 130 interrupted (the job is stopped).
     """
     from .. import recipe as recipe_mod
-    from ..launch import Reporter, check_target, launch
+    from ..runs.launch import Reporter, check_target, launch
 
     tgt = check_target(target) if target is not None else None
     if objective is not None and objective not in ("per-token", "hourly"):
@@ -127,7 +127,7 @@ def runs_cmd(
     recipe: Optional[str] = typer.Option(None, "--recipe", help="Only runs of this recipe name."),
 ) -> None:
     """List recorded runs, newest first (live runs are first checked against their clusters)."""
-    from ..launch import reconcile
+    from ..runs.launch import reconcile
     from ..ledger import STATUSES, Ledger
 
     for s in status or []:
@@ -170,7 +170,7 @@ def status_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the run as one JSON document."),
 ) -> None:
     """Show one run, refreshed from its cluster while it is live."""
-    from ..launch import refresh
+    from ..runs.launch import refresh
     from ..ledger import Ledger
 
     with Ledger() as led:
@@ -199,14 +199,14 @@ def logs_cmd(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
 ) -> None:
     """Print a run's job log (from the cluster while it runs, else from the saved log file)."""
-    from .. import jobs
-    from ..launch import LIVE, _client_or_none, get_run, refresh
+    from ..runs import jobs
+    from ..runs.launch import LIVE, _client_or_none, get_run, refresh
     from ..ledger import Ledger
 
     with Ledger() as led:
         row = get_run(led, run)
         if row["status"] in LIVE and row["target"] == "cloud":
-            from ..providers import skypilot
+            from ..providers.skypilot import provider as skypilot
 
             skypilot.cloud_logs(row, follow, led)
             return
@@ -231,7 +231,7 @@ def logs_cmd(
 
 def stop_cmd(run: str = typer.Argument(..., help="Run id (or a unique prefix).", show_default=False)) -> None:
     """Stop a running job or a serving app; the run is recorded as stopped."""
-    from ..launch import LIVE, get_run, stop_run
+    from ..runs.launch import LIVE, get_run, stop_run
     from ..ledger import Ledger
 
     with Ledger() as led:
@@ -248,7 +248,7 @@ def down_cmd(
     all_: bool = typer.Option(False, "--all", help="Stop the local cluster and tear down every cloud cluster rayctl created."),
 ) -> None:
     """Stop a cluster rayctl started (the local Ray head by default), and the runs on it."""
-    from ..launch import down
+    from ..runs.launch import down
     from ..ledger import Ledger
 
     if all_:
@@ -268,7 +268,7 @@ def down_cmd(
 
 def _down_all() -> None:
     """`rayctl down --all`: the local head, then every cloud cluster in rayctl's registry."""
-    from ..launch import down
+    from ..runs.launch import down
     from ..ledger import Ledger
 
     failed = 0
@@ -276,7 +276,7 @@ def _down_all() -> None:
         local = down(led, "local")
         typer.echo("local: " + ("stopped" if local else "not running"))
         try:
-            from ..providers import skypilot
+            from ..providers.skypilot import provider as skypilot
         except ModuleNotFoundError:
             return
         for r in skypilot.down_all(led):

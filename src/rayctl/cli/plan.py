@@ -74,8 +74,8 @@ def plan_cmd(
     argument order; a recipe that cannot be planned gives {"file", "recipe", "error"}.
     Equal inputs give byte-identical output.
     """
-    from .. import catalog as catalog_mod
-    from .. import planner
+    from ..planning import catalog as catalog_mod
+    from ..planning import planner
     from .. import recipe as recipe_mod
 
     number_flag("--hours", hours, high=MAX_HOURS, what="hours to estimate for")
@@ -84,12 +84,12 @@ def plan_cmd(
         raise InputError(f"--objective {objective}: must be one of {', '.join(planner.OBJECTIVES)}")
     stated = None
     if gpu_throughput:
-        from ..cost.throughputs import parse_stated
+        from ..planning.throughputs import parse_stated
 
         stated = parse_stated(gpu_throughput)
     old_plans = None
     if diff is not None:
-        from ..plandiff import load_plans
+        from ..planning.plandiff import load_plans
 
         old_plans = load_plans(diff)  # a bad OLD.json is an input error before any planning
     if emit is not None and emit != "skypilot":
@@ -98,7 +98,7 @@ def plan_cmd(
         raise InputError("--emit skypilot takes exactly one recipe and no --json")
     if output is not None and not emit:
         raise InputError("--output/-o is for --emit skypilot")
-    from .. import preemption
+    from ..planning import preemption
 
     hist = None
     if preemption_aware is not False:
@@ -131,7 +131,7 @@ def plan_cmd(
             apis = list(api or ()) or list(r.compare_to)
             figures = None
             if obj == "per-token" or apis:
-                from ..cost.throughputs import Resolver
+                from ..planning.throughputs import Resolver
 
                 figures = Resolver(*planner.recipe_model(r), stated=stated)
             p = planner.plan(r, cat, budget_usd=budget, hours=hours, top=top,
@@ -145,7 +145,7 @@ def plan_cmd(
         except RayctlError as e:
             docs.append((r.path, e, r.name))
     if emit and not isinstance(docs[0], tuple):
-        from ..providers import skypilot_task
+        from ..providers.skypilot import task as skypilot_task
 
         text, notes = skypilot_task.emit(loaded[0], docs[0])
         for n in notes:
@@ -163,7 +163,7 @@ def plan_cmd(
         out = [_error_doc(*d) if isinstance(d, tuple) else {**d.as_dict(), "file": r.path}
                for d, r in zip(docs, loaded)]
     if old_plans is not None:
-        from .. import plandiff
+        from ..planning import plandiff
 
         result = plandiff.diff(old_plans, out)
         if json_out:
@@ -277,7 +277,7 @@ def gpus(
     count: Optional[int] = typer.Option(None, "--count", min=1, help="Only this many GPUs per node."),
 ) -> None:
     """List GPU offers offline: cheapest per (count, cloud, region), like `sky gpus list`."""
-    from .. import catalog as catalog_mod
+    from ..planning import catalog as catalog_mod
 
     cat = catalog_mod.load(catalog)
     catalog_mod.warn_stale_once(cat, warn)
@@ -299,7 +299,7 @@ def gpus(
     names = cat.accelerator_names()
     canon = names.get(name.lower())
     if canon is None:
-        from ..accelerators import suggest
+        from ..recipe.accelerators import suggest
 
         close = suggest(name, names.values())
         raise InputError(f"accelerator '{name}' is not in catalog {cat.source}"

@@ -3,7 +3,7 @@ rows/trials/epochs the job reports, and the job's log lines scrolling above it."
 
 from __future__ import annotations
 
-from ..launch import Reporter, format_progress
+from ..runs.launch import Reporter, format_progress
 
 
 class RichReporter(Reporter):

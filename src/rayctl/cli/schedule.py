@@ -36,8 +36,8 @@ def add(
     replace: bool = typer.Option(False, "--replace", help="Replace a schedule of the same name."),
 ) -> None:
     """Validate a recipe and a cron expression, then install a tagged line in the crontab."""
-    from .. import cron_expr
-    from .. import schedule as sched
+    from ..schedule import cron as cron_expr
+    from ..schedule import registry as sched
 
     s, what = sched.add(recipe, cron=cron, name=name, crontab_file=crontab_file, cron_user=cron_user,
                         env=env or (), replace=replace)
@@ -54,7 +54,7 @@ def list_cmd(
                                                 help="Also look for rayctl lines in this crontab-format file."),
 ) -> None:
     """List schedules: cron, state in the crontab, next run time(s), last run."""
-    from .. import schedule as sched
+    from ..schedule import registry as sched
 
     rows = sched.listing(crontab_file=crontab_file, count=count)
     if json_out:
@@ -83,7 +83,7 @@ def remove(
                                                 help="Remove from this file (default: where it was installed)."),
 ) -> None:
     """Remove a schedule's crontab line; every other line stays byte-for-byte."""
-    from .. import schedule as sched
+    from ..schedule import registry as sched
 
     _s, n, label = sched.remove(name, crontab_file=crontab_file)
     typer.echo(f"removed schedule '{name}' ({n} line{'s' if n != 1 else ''} from {label})")
@@ -95,7 +95,7 @@ def run(
                                           "default: the one registered)."),
 ) -> None:
     """Launch a schedule's recipe once (this is what cron calls): locked, logged, recorded."""
-    from ..schedule_run import run as run_schedule
+    from ..schedule.run import run as run_schedule
 
     code = run_schedule(name, str(recipe) if recipe is not None else None)
     raise typer.Exit(code)
@@ -108,7 +108,7 @@ def sync(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Install every recipe in FOLDER that carries `schedule:`; remove schedules whose recipe is gone."""
-    from .. import schedule as sched
+    from ..schedule import registry as sched
 
     res = sched.sync(folder, crontab_file=crontab_file, dry_run=dry_run)
     if json_out:

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from . import baselines, clean
-from .throughputs import Throughput
+from ..planning.throughputs import Throughput
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..accelerators import AcceleratorSpec
+    from ..recipe.accelerators import AcceleratorSpec
 
 HOURS_PER_MONTH = 730.0  # 24 x 365 / 12
 DEFAULT_MODEL = "llama-3.1-8b"
@@ -71,7 +71,7 @@ def check_counts(input_tokens: int | None, output_tokens: int | None, throughput
     if output_tokens is not None and output_tokens < 1:
         raise InputError(f"--output-tokens must be 1 or more (output tokens per request; self-hosted cost "
                          f"follows generated tokens), got {output_tokens}")
-    from .throughputs import MAX_TOKENS_PER_S
+    from ..planning.throughputs import MAX_TOKENS_PER_S
 
     if throughput is not None and not (0 < throughput <= MAX_TOKENS_PER_S):  # also refuses nan and inf
         raise InputError(f"--throughput must be a positive, finite number of output tokens per second of one node "
@@ -81,7 +81,7 @@ def check_counts(input_tokens: int | None, output_tokens: int | None, throughput
 # ---------------------------------------------------------------- what hardware to price
 
 def _parse_gpu(text: str, cat) -> "AcceleratorSpec":
-    from ..accelerators import AcceleratorSpec, parse_spec
+    from ..recipe.accelerators import AcceleratorSpec, parse_spec
 
     try:
         return parse_spec(text)
@@ -104,7 +104,7 @@ def _synthetic_recipe(specs: tuple, label: str, nodes: int = 1):
 
 def cheapest_offers(recipe, cat) -> dict:
     """{'spot': Candidate|None, 'on-demand': Candidate|None} from the planner, ranking both modes."""
-    from .. import planner
+    from ..planning import planner
 
     r = dataclasses.replace(recipe, resources=dataclasses.replace(recipe.resources, spot="auto"),
                             budget=dataclasses.replace(recipe.budget, max_usd=None))
@@ -174,7 +174,7 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
             gpu: str | None = None, utilization: float = DEFAULT_UTILIZATION, catalog_flag: str | None = None,
             ledger=None, gpu_throughput: list[str] | None = None) -> dict:
     """The whole comparison as one JSON-ready document (docs/cost.md lists its fields)."""
-    from .. import catalog as catalog_mod
+    from ..planning import catalog as catalog_mod
 
     check_counts(input_tokens, output_tokens, throughput)
     if run_id is not None and throughput is not None:
@@ -185,7 +185,7 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
         raise InputError(f"catalog {cat.source} holds no GPU offers to price self-hosting with; pass --catalog DIR "
                          "(SkyPilot's <cloud>/vms.csv layout) or set $RAYCTL_CATALOG")
     spec = _parse_gpu(gpu, cat) if gpu else None
-    from . import throughputs as tp_mod
+    from ..planning import throughputs as tp_mod
 
     stated = tp_mod.parse_stated(gpu_throughput)
     if stated and (run_id is not None or throughput is not None):
@@ -301,7 +301,7 @@ def _stated(throughput: float, spec, gpu: str | None, model: str | None) -> _Sou
 
 def _stated_per_gpu(stated: dict, spec, gpu: str | None, model: str | None) -> _Source:
     """`--gpu-throughput ACC=TOK_S`: a per-GPU figure, x the GPUs of --gpu (or ACC:1)."""
-    from ..accelerators import AcceleratorSpec
+    from ..recipe.accelerators import AcceleratorSpec
 
     if spec is None:
         if len(stated) != 1:
@@ -320,14 +320,14 @@ def _stated_per_gpu(stated: dict, spec, gpu: str | None, model: str | None) -> _
 
 
 def _canon(name: str) -> str:
-    from ..accelerators import canonical
+    from ..recipe.accelerators import canonical
 
     return canonical(name) or name
 
 
 def _references(model: str | None, spec, gpu: str | None, cat) -> _Source:
     """The shipped published figures for the model, on their GPU or scaled to --gpu's count."""
-    from . import throughputs as tp_mod
+    from ..planning import throughputs as tp_mod
 
     refs = tp_mod.for_model(model or DEFAULT_MODEL, tp_mod.load())
     if spec is None:

@@ -69,7 +69,7 @@ def model_name(m: Measured) -> str | None:
 
 def accelerators(m: Measured, gpu_spec) -> tuple[tuple, str, int]:
     """(accelerator specs, label for messages, nodes) to price the run's throughput on."""
-    from ..accelerators import AcceleratorSpec
+    from ..recipe.accelerators import AcceleratorSpec
 
     run = m.run
     nodes = int(run.get("nodes") or 1)

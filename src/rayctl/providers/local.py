@@ -44,7 +44,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from ..catalog import rayctl_home
+from ..settings import rayctl_home
 from ..errors import InputError, RayctlError
 
 NAME = "local"

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..accelerators import AcceleratorSpec, parse_spec
+from .accelerators import AcceleratorSpec, parse_spec
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def _validator():
         import jsonschema
         from jsonschema import validators
 
-        from .. import accelerators
+        from . import accelerators
 
         # YAML's 1.0 is a float: a whole-number field wants an int (JSON Schema would take 1.0).
         types = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
@@ -307,7 +307,7 @@ def _python_checks(doc: dict, bad: set) -> list:
     out: list = []
     sched = doc.get("schedule")
     if isinstance(sched, str) and sched and ("schedule",) not in bad:
-        from ..cron_expr import CronError, check as check_cron
+        from ..schedule.cron import CronError, check as check_cron
 
         try:
             check_cron(sched, fires=False)

@@ -42,11 +42,6 @@ class JobSpec:
     metadata: dict = field(default_factory=dict)
 
 
-def package_dir() -> str:
-    """The installed `rayctl` package directory, shipped to clusters as a py_module."""
-    return str(Path(__file__).resolve().parent.parent)
-
-
 def is_user_code(workload: dict | None) -> bool:
     return isinstance(workload, dict) and "entrypoint" in workload
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .spec.base import COMMON_DOC, COMMON_FIELDS, DEMO_MODEL, is_uri, with_defaults  # noqa: F401
+from ..settings import package_dir, rayctl_home
 
 ENV = "RAYCTL_WORKLOAD"
 PAYLOAD_VERSION = 1
@@ -36,10 +37,6 @@ class WorkloadError(Exception):
 
 
 # ---------------------------------------------------------------- paths and homes
-
-def rayctl_home() -> Path:
-    return Path(os.environ.get("RAYCTL_HOME") or Path.home() / ".rayctl").expanduser()
-
 
 def resolve_path(path: str, base_dir: str | os.PathLike | None) -> str:
     """`path` as an absolute local path (relative to `base_dir`), or unchanged if a URI."""
@@ -54,13 +51,6 @@ def resolve_path(path: str, base_dir: str | os.PathLike | None) -> str:
 
 def recipe_dir(recipe) -> str:
     return os.path.dirname(os.path.abspath(recipe.path)) if getattr(recipe, "path", "") else os.getcwd()
-
-
-def package_dir() -> str:
-    """Directory of the `rayctl` package (shipped to the cluster with `py_modules`)."""
-    import rayctl
-
-    return str(Path(rayctl.__file__).resolve().parent)
 
 
 def gpus_per_replica(setting, replicas: int, total_gpus: float) -> float:

@@ -19,7 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .common import DEMO_MODEL, rayctl_home, resolve_path
+from .common import DEMO_MODEL, resolve_path
+from ..settings import rayctl_home
 
 VERSION = 2
 DIR_NAME = f"rayctl-demo-gpt2-v{VERSION}"

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from . import common, report
 from .spec.train import FIELDS, KIND  # noqa: F401  (the one definition of the fields)
+from ..settings import rayctl_home
 
 
 def settings(recipe) -> dict:
     wl = common.with_defaults(recipe.workload, FIELDS)
-    storage = wl.get("storage") or str(common.rayctl_home() / "checkpoints")
+    storage = wl.get("storage") or str(rayctl_home() / "checkpoints")
     wl["storage"] = common.resolve_path(storage, common.recipe_dir(recipe))
     wl["experiment"] = recipe.name
     return wl

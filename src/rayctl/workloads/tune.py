@@ -21,8 +21,8 @@ Total trials = num_samples x the product of the grid sizes.
 from __future__ import annotations
 
 from . import common, demo_task, report
-from .spec.tune import (FIELDS, KIND, METRICS, RULES, SAMPLERS, grid_size, param_errors,  # noqa: F401
-                        total_trials)
+from .spec.tune import FIELDS, KIND, METRICS, RULES, SAMPLERS, grid_size, param_errors, total_trials
+from ..settings import rayctl_home
 
 
 def to_tune(space: dict) -> dict:
@@ -51,7 +51,7 @@ def to_tune(space: dict) -> dict:
 def settings(recipe) -> dict:
     wl = common.with_defaults(recipe.workload, FIELDS)
     wl["mode"] = wl.get("mode") or METRICS[wl["metric"]]
-    storage = wl.get("storage") or str(common.rayctl_home() / "tune")
+    storage = wl.get("storage") or str(rayctl_home() / "tune")
     wl["storage"] = common.resolve_path(storage, common.recipe_dir(recipe))
     wl["trials"] = total_trials(wl["param_space"], wl["num_samples"])
     return wl

@@ -113,7 +113,7 @@ def next_runs(expr: str, count: int = 1, after: dt.datetime | None = None) -> li
     try:
         from croniter import CroniterBadCronError, CroniterBadDateError, croniter
     except ImportError:
-        from .errors import RayctlError
+        from ..errors import RayctlError
 
         raise RayctlError("schedules need the croniter package: pip install 'rayctl[cron]'") from None
 

@@ -33,7 +33,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
+from ..settings import rayctl_home, shipped_dir, skypilot_cache_dir
 
 STALE_DAYS = 7
 
@@ -124,23 +125,6 @@ def _tie_key(o: Offer) -> tuple:
 
 
 # ---------------------------------------------------------------- where the data comes from
-
-def shipped_dir() -> Path:
-    """The offline price snapshot shipped with the package (wheel: rayctl/pricing; checkout: pricing/)."""
-    here = Path(__file__).resolve().parent
-    for cand in (here / "pricing", here.parents[1] / "pricing"):
-        if cand.is_dir():
-            return cand
-    return here / "pricing"
-
-
-def rayctl_home() -> Path:
-    return Path(os.environ.get("RAYCTL_HOME") or Path.home() / ".rayctl").expanduser()
-
-
-def skypilot_cache_dir() -> Path:
-    return Path(os.environ.get("SKY_RUNTIME_DIR") or Path.home()).expanduser() / ".sky" / "catalogs" / "v8"
-
 
 def refreshed_dir() -> Path:
     """Where `rayctl pricing refresh` keeps SkyPilot's hosted catalog (`<cloud>/vms.csv`)."""

@@ -1,6 +1,6 @@
 """rayctl's live price cache (`$RAYCTL_HOME/pricing-cache/`), overlaid on the catalog.
 
-`rayctl pricing refresh` writes it (see `rayctl.prices`); `catalog.load()` overlays it on
+`rayctl pricing refresh` writes it (see `rayctl.planning.refresh`); `catalog.load()` overlays it on
 the catalog it read (rayctl's refreshed catalog, `~/.sky/catalogs/v8` or the shipped snapshot; an explicit
 `--catalog` or `$RAYCTL_CATALOG` is used exactly as given). Files, SkyPilot column names:
 
@@ -38,7 +38,7 @@ STALE_HOURS = 24
 
 
 def cache_dir() -> Path:
-    from .catalog import rayctl_home
+    from ..settings import rayctl_home
 
     return rayctl_home() / "pricing-cache"
 

@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 from . import jobs
-from .catalog import rayctl_home
-from .errors import InputError, Interrupted, JobFailed, RayctlError
-from .ledger import FINAL, Ledger, new_run_id
+from ..settings import rayctl_home
+from ..errors import InputError, Interrupted, JobFailed, RayctlError
+from ..ledger import FINAL, Ledger, new_run_id
 
 TARGET_RE = re.compile(r"^(local|cloud|https?://\S+)$")
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -160,7 +160,7 @@ def launch(recipe, *, target: str | None = None, detach: bool = False, quiet: bo
 
 def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool, schedule: str | None,
                 wait: float = 0.0) -> dict:
-    from . import workloads
+    from .. import workloads
 
     local = target == "local"
     run_id = new_run_id(recipe.name)
@@ -181,7 +181,7 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
         rep.stage(f"run {run_id} ({recipe.kind} '{recipe.name}') on {shown}")
         led.update(run_id, status="provisioning")
         if local:
-            from .providers import local as local_provider
+            from ..providers import local as local_provider
 
             cpus = int(-(-recipe.resources.cpus.value // 1)) if recipe.resources.cpus else None
             cluster = local_provider.ensure_cluster(cpus=cpus, status=rep.stage)
@@ -223,7 +223,7 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
 
 
 def _admit(led: Ledger, run_id: str, rep: Reporter, cdir: Path, address: str, spec, wait: float) -> Path:
-    """Admission on the local cluster (rayctl.admission): reserve the job's needs, queue, or refuse."""
+    """Admission on the local cluster (rayctl.runs.admission): reserve the job's needs, queue, or refuse."""
     from . import admission
 
     jobs.check_fits(address, spec.needs_cpus, spec.needs_gpus)  # never fits: exit 2, not a queue
@@ -275,7 +275,7 @@ os.execv("/bin/sh", ["/bin/sh", "-c", sys.argv[2]])
 
 def split_secrets(env_vars: dict) -> tuple[dict, dict]:
     """(env vars without the secrets, the secrets): names redact.is_secret_name says hold credentials."""
-    from .redact import is_secret_name
+    from ..redact import is_secret_name
 
     plain = {k: v for k, v in env_vars.items() if not is_secret_name(str(k))}
     return plain, {k: str(v) for k, v in env_vars.items() if is_secret_name(str(k))}
@@ -365,7 +365,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         busy_hint = _busy_hint(led, shown, run_id)
         if not busy_hint and led.get(run_id).get("cluster") == "local":
             from . import admission
-            from .providers import local as local_provider
+            from ..providers import local as local_provider
 
             busy_hint = admission.holders_hint(local_provider.cluster_dir(), address, run_id)
         for w in jobs.check_resources(address, spec.needs_cpus, spec.needs_gpus, busy_hint=busy_hint):
@@ -476,7 +476,7 @@ def _fit_local_gpus(recipe, rep: Reporter):
 
 def local_gpus() -> int:
     """GPUs the local cluster has (or would have): from the running head, else nvidia-smi."""
-    from .providers import local as local_provider
+    from ..providers import local as local_provider
 
     state = local_provider.read_state()
     if state is not None and local_provider.healthy(state):
@@ -497,16 +497,16 @@ def local_gpus() -> int:
 
 def _launch_cloud(recipe, led: Ledger, rep: Reporter, *, detach: bool, quiet: bool, schedule, catalog) -> dict:
     try:
-        from .providers import skypilot
+        from ..providers.skypilot import provider as skypilot
     except ModuleNotFoundError as e:
-        if e.name not in ("rayctl.providers.skypilot",):
+        if e.name not in ("rayctl.providers.skypilot.provider",):
             raise InputError(f"the cloud target needs {e.name}: pip install 'rayctl[cloud]'") from None
-        raise InputError("the cloud target is not available in this rayctl (rayctl.providers.skypilot is "
+        raise InputError("the cloud target is not available in this rayctl (rayctl.providers.skypilot.provider is "
                          "missing); use target: local or an existing cluster's http://HEAD:8265") from None
-    from . import catalog as catalog_mod
-    from . import planner
+    from ..planning import catalog as catalog_mod
+    from ..planning import planner
 
-    from . import preemption
+    from ..planning import preemption
 
     cat = catalog if isinstance(catalog, catalog_mod.Catalog) else catalog_mod.load(catalog)
     catalog_mod.warn_stale_once(cat, rep.warn)  # the plan below names the source and date too
@@ -606,7 +606,7 @@ def _cluster_gone(row: dict) -> bool:
     """True when the run's cluster was the local one and that head is no longer the one it ran on."""
     if row.get("cluster") != "local":
         return False
-    from .providers import local as local_provider
+    from ..providers import local as local_provider
 
     state = local_provider.read_state()
     return state is None or state.address != row.get("ray_address") or not local_provider.healthy(state)
@@ -652,7 +652,7 @@ def refresh(led: Ledger, run: str) -> dict:
         return row
     if row["target"] == "cloud":
         try:
-            from .providers import skypilot
+            from ..providers.skypilot import provider as skypilot
         except ModuleNotFoundError:
             return row  # cloud extras not installed here: the ledger row is all we know
         return skypilot.status_run(led, rid)  # also enforces the budget and reads Serve counters
@@ -810,7 +810,7 @@ def stop_run(led: Ledger, run: str) -> dict:
         return row
     if row["target"] == "cloud":
         try:
-            from .providers import skypilot
+            from ..providers.skypilot import provider as skypilot
         except ModuleNotFoundError:
             raise InputError(f"run {rid} ran on the cloud target, which this rayctl cannot reach") from None
         return skypilot.stop_run(led, rid)
@@ -881,12 +881,12 @@ def down(led: Ledger, cluster: str = "local") -> dict | None:
                          "(`rayctl stop RUN` stops a run there)")
     if cluster != "local":
         try:
-            from .providers import skypilot
+            from ..providers.skypilot import provider as skypilot
         except ModuleNotFoundError:
             raise InputError(f"no cluster '{cluster}': rayctl knows 'local' (the cloud target is not "
                              "available in this rayctl)") from None
         return skypilot.down_cluster(led, cluster)
-    from .providers import local as local_provider
+    from ..providers import local as local_provider
 
     state = local_provider.read_state()
     stopped_runs = []

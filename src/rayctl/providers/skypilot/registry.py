@@ -16,7 +16,7 @@ on first use, so older ledgers keep working.
 
 from __future__ import annotations
 
-from ..ledger import Ledger, now
+from ...ledger import Ledger, now
 
 LIVE = ("launching", "up", "teardown_failed")
 

@@ -1,6 +1,6 @@
 """One cloud run's cluster, driven through SkyPilot: launch, poll, track, budget, teardown.
 
-`_Run` is used by `rayctl.providers.skypilot` (the entry points) both for a launch rayctl is
+`_Run` is used by `rayctl.providers.skypilot.provider` (the entry points) both for a launch rayctl is
 attached to and, rebuilt from the cluster registry, for `status` / `stop` / `down` later.
 """
 
@@ -13,11 +13,11 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import JobFailed, RayctlError
-from ..redact import redact
-from . import cloud_registry as registry
-from .skypilot_sdk import CLUSTER_JOB_TERMINAL, MANAGED_TERMINAL, SkyClient
-from .skypilot_track import LogSink, Tracker, iso
+from ...errors import JobFailed, RayctlError
+from ...redact import redact
+from . import registry as registry
+from .sdk import CLUSTER_JOB_TERMINAL, MANAGED_TERMINAL, SkyClient
+from .track import LogSink, Tracker, iso
 
 POLL_S = float(os.environ.get("RAYCTL_CLOUD_POLL_S") or 20)
 CANCEL_WAIT_S = 600.0
@@ -48,7 +48,7 @@ def _log_path(ledger, run_id: str) -> Path:
     row = ledger.get(run_id)
     if row.get("log_path"):
         return Path(row["log_path"])
-    from ..catalog import rayctl_home
+    from ...settings import rayctl_home
 
     p = rayctl_home() / "logs" / f"{run_id}.log"
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,7 @@ class _Run:
             self._event("job_failed", detail={"status": st})
             raise _Stop("failed", f"job {st}", JobFailed(f"{self.name}: job {st}; see `rayctl logs {self.run_id}`"))
         if kind == "serve":
-            from .skypilot_task import SERVE_PORT
+            from .task import SERVE_PORT
 
             ep = self.client.endpoint(self.name, SERVE_PORT)
             url = f"http://{ep}" if ep and "://" not in ep else ep
@@ -345,7 +345,7 @@ class _Run:
 
 
 def _epoch(ts: str) -> float:
-    from ..ledger import parse_time
+    from ...ledger import parse_time
 
     return parse_time(ts).timestamp()
 
@@ -353,7 +353,7 @@ def _epoch(ts: str) -> float:
 def _budget_of(run: dict):
     """The budget of the recipe a run came from (re-read from its file; None if unreadable)."""
     try:
-        from .. import recipe as recipe_mod
+        from ... import recipe as recipe_mod
 
         return recipe_mod.load(run["recipe_path"]).budget
     except Exception:

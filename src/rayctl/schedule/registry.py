@@ -4,7 +4,7 @@
   where the line is installed, how it got there). Every change holds the lock
   `$RAYCTL_HOME/locks/schedules.lock`, so concurrent `add`/`remove`/`sync` never lose
   an update; the file is replaced atomically.
-- Each schedule is one tagged crontab line (see `rayctl.crontab`) that runs
+- Each schedule is one tagged crontab line (see `rayctl.schedule.crontab`) that runs
   `python -m rayctl schedule run NAME --recipe /abs/recipe.yaml` with absolute paths,
   its own environment (RAYCTL_HOME, PATH, and PYTHONPATH/RAYCTL_CATALOG when set at
   install time, plus any `--env KEY=VALUE`) and its output appended to the schedule's
@@ -25,9 +25,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import cron_expr, crontab
-from .catalog import rayctl_home
-from .errors import InputError, Problem, RayctlError, RecipeError
+from . import cron as cron_expr, crontab
+from ..settings import rayctl_home
+from ..errors import InputError, Problem, RayctlError, RecipeError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -207,8 +207,8 @@ def recipe_schedule(path: str | os.PathLike):
 
     Raises RecipeError naming file:line:column and field 'schedule' for a bad cron string.
     """
-    from . import recipe as recipe_mod
-    from .recipe import yamlsafe
+    from .. import recipe as recipe_mod
+    from ..recipe import yamlsafe
 
     r = recipe_mod.load(path)
     if r.schedule is None:
@@ -462,7 +462,7 @@ def sync(folder, *, crontab_file=None, dry_run: bool = False) -> SyncResult:
     Only schedules whose recipe file lies in `folder` are removed: those whose file is
     gone, and those that `sync` installed whose recipe no longer carries `schedule:`.
     """
-    from .recipe import yamlsafe
+    from ..recipe import yamlsafe
 
     d = Path(folder)
     if not d.is_dir():

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import jobs
-from .errors import RayctlError
+from ..errors import RayctlError
 
 FILE = "admissions.json"
 LOCK = "admit.lock"

@@ -4,7 +4,7 @@
   candidates SkyPilot skipped, a `provisioned` event and a billing segment at that
   candidate's $/h), each spot preemption (-> a `preemption` event at the old place, the
   segment closed) and each recovery (-> a `recovery` event and a new segment where it
-  came back). The preemption-aware planner reads these events back (`rayctl.preemption`).
+  came back). The preemption-aware planner reads these events back (`rayctl.planning.preemption`).
 - `LogSink` is the stream SkyPilot writes job logs into: every line is redacted, kept in
   the run's log file, echoed unless quiet, and `::rayctl:: {...}` lines (the workload's
   progress/metrics protocol) are parsed.
@@ -18,8 +18,8 @@ import re
 import sys
 import threading
 
-from ..redact import redact
-from .skypilot_sdk import Location, ManagedRecord
+from ...redact import redact
+from .sdk import Location, ManagedRecord
 
 MARK = "::rayctl::"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

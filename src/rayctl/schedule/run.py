@@ -30,8 +30,8 @@ import time
 import traceback
 from pathlib import Path
 
-from . import schedule as sched
-from .errors import EXIT_INTERRUPTED, InputError, RayctlError
+from . import registry as sched
+from ..errors import EXIT_INTERRUPTED, InputError, RayctlError
 
 DEFAULT_MAX_BYTES = 5_000_000
 DEFAULT_BACKUPS = 5
@@ -206,8 +206,8 @@ def run(name: str, recipe_path: str | None = None) -> int:
 
 
 def _run_locked(name: str, recipe_path: str, entry, log: RunLog) -> int:
-    from . import ledger as ledger_mod
-    from . import recipe as recipe_mod
+    from .. import ledger as ledger_mod
+    from .. import recipe as recipe_mod
 
     t0 = time.monotonic()
     since = ledger_mod.now()
@@ -219,7 +219,7 @@ def _run_locked(name: str, recipe_path: str, entry, log: RunLog) -> int:
     try:
         recipe = recipe_mod.load(recipe_path)
         os.chdir(os.path.dirname(recipe_path))  # relative paths resolve as in the recipe's folder
-        from .launch import launch
+        from ..runs.launch import launch
 
         row = launch(recipe, quiet=True, schedule=name)
     except KeyboardInterrupt:
@@ -249,7 +249,7 @@ def _run_locked(name: str, recipe_path: str, entry, log: RunLog) -> int:
 
 def _ensure_row(name, recipe, entry, recipe_path, since, status, reason, log) -> None:
     """Record a failed/interrupted run unless the launch already recorded one for this run."""
-    from .ledger import Ledger
+    from ..ledger import Ledger
 
     try:
         with Ledger() as led:

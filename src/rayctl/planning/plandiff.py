@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 
-from .errors import InputError
+from ..errors import InputError
 
 FIELDS = ("offer", "region", "price", "per-token", "estimate", "objective", "error")
 CHANGES = ("changed", "added", "removed", "failing", "fixed", "still-failing", "unchanged")

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .errors import InputError, RayctlError
+from ..errors import InputError, RayctlError
 
 TAG = "rayctl:schedule="
 _TAG_RE = re.compile(rb"\s#\s*rayctl:schedule=([a-z0-9-]+)\s*$")

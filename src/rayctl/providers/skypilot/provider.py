@@ -1,6 +1,6 @@
 """The cloud target: run a recipe on the plan's offers through SkyPilot, and never leak a cluster.
 
-Entry points (called by `rayctl.launch` and the CLI):
+Entry points (called by `rayctl.runs.launch` and the CLI):
 
 - `launch_cloud(recipe, plan, ledger, run_id, *, detach, quiet) -> dict` (the final ledger row)
 - `cloud_status(run)`, `cloud_logs(run, follow)`, `cloud_stop(run)`, `down_all(ledger)`
@@ -45,20 +45,20 @@ from __future__ import annotations
 import sys
 import time
 
-from ..errors import InputError, Interrupted, JobFailed, RayctlError
-from ..redact import redact
-from . import cloud_registry as registry
-from . import skypilot_task as tasks
-from .skypilot_run import (POLL_S, BudgetExceeded, _log_path, _provider_error, _Run, _say, _Stop)  # noqa: F401
-from .skypilot_sdk import MANAGED_TERMINAL, SkyClient
-from .skypilot_track import LogSink, iso
+from ...errors import InputError, Interrupted, JobFailed, RayctlError
+from ...redact import redact
+from . import registry as registry
+from . import task as tasks
+from .run import POLL_S, BudgetExceeded, _log_path, _provider_error, _Run, _say, _Stop  # noqa: F401
+from .sdk import MANAGED_TERMINAL, SkyClient
+from .track import LogSink, iso
 
 
 # ------------------------------------------------------------------ credentials and candidates
 
 def usable_candidates(recipe, plan, checker=None) -> tuple[list, dict]:
     """(candidates on clouds with credentials and enough GCP quota, check results)."""
-    from . import cloud_check
+    from ...planning import credentials as cloud_check
 
     checker = checker or cloud_check.check
     clouds = list(dict.fromkeys(c.cloud for c in plan.candidates))
@@ -72,7 +72,7 @@ def usable_candidates(recipe, plan, checker=None) -> tuple[list, dict]:
             + "\nAfter fixing credentials, check with `rayctl cloud check` (or `sky check`). "
               "To run on this machine instead, use --target local.")
     cands = [c for c in plan.candidates if c.cloud in enabled]
-    from .. import price_cache
+    from ...planning import price_cache
 
     kept = [c for c in cands if price_cache.quota_allows(c, recipe.resources.nodes) is not False]
     if not kept:
@@ -91,7 +91,7 @@ def _aws_zone_names(cands, quiet: bool):
     if m is not None:
         return m, False
     try:
-        from ..prices import aws as aws_prices
+        from ...planning.refresh import aws as aws_prices
 
         m = aws_prices.fetch_zone_mapping(sorted({c.region for c in cands if c.cloud == "aws"}))
         if m:
@@ -109,7 +109,7 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
                  poll_s: float | None = None, max_candidates: int = tasks.MAX_CANDIDATES) -> dict:
     """Run `recipe` on the cloud through SkyPilot; returns the final ledger row.
 
-    The run row `run_id` must exist (created by `rayctl.launch`). Raises InputError (2)
+    The run row `run_id` must exist (created by `rayctl.runs.launch`). Raises InputError (2)
     without starting anything when credentials are missing, JobFailed (1) when the job
     or the provider fails, BudgetExceeded (1) when the budget stopped it, Interrupted
     (130) on Ctrl-C; in every case after provisioning started, the cluster is torn down
@@ -215,7 +215,7 @@ def _registry_row(ledger, run: dict) -> dict | None:
 def _ledger(ledger):
     if ledger is not None:
         return ledger
-    from ..ledger import Ledger
+    from ...ledger import Ledger
 
     return Ledger()
 
@@ -264,7 +264,7 @@ def cloud_status(run: dict, ledger=None, *, sky=None, clock=time.time) -> dict:
                               ended_at=iso(clock()))
                 final = True
         elif sky_status == "UP" and ledger.get(r.run_id)["kind"] == "serve":
-            from .skypilot_task import SERVE_PORT
+            from .task import SERVE_PORT
 
             endpoint = client.endpoint(row["name"], SERVE_PORT)
             cur = ledger.get(r.run_id)

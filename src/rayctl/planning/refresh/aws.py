@@ -92,7 +92,7 @@ def fetch(regions_types: dict[str, list[str]], *, client_factory=None, timeout_s
             try:
                 r, n = f.result()
             except Exception as e:
-                from ..redact import redact
+                from ...redact import redact
 
                 errors[region] = f"{type(e).__name__}: {redact(str(e))[:200]}"
                 continue

@@ -89,7 +89,7 @@ def region_quotas(reg_client, project: str, region: str, *, timeout_s: float = 3
 def fetch(project: str, regions: list[str], *, credentials=None, client_options=None, timeout_s: float = 30.0,
           retry_s: float = 15.0, max_workers: int = 8):
     """(accelerator rows or None on failure, quota rows, {scope: error})."""
-    from ..redact import redact
+    from ...redact import redact
 
     acc_client, reg_client = clients(credentials=credentials, client_options=client_options)
     errors: dict[str, str] = {}

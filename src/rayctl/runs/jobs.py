@@ -28,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import InputError, RayctlError
+from ..errors import InputError, RayctlError
 
 PREFIX = "::rayctl::"
 PROGRESS_UNITS = ("rows", "trials", "epochs", "steps")
@@ -155,7 +155,7 @@ def parse_address(address: str, where: str = "--target") -> Address:
     return Address(url=url, host=host, port=port, basic=basic)
 
 
-from .redact import redact_url  # noqa: E402  (re-exported: jobs.redact_url)
+from ..redact import redact_url  # noqa: E402  (re-exported: jobs.redact_url)
 
 
 def _is_loopback(host: str) -> bool:
@@ -165,7 +165,7 @@ def _is_loopback(host: str) -> bool:
 def _local_cluster_for(url: str):
     """The rayctl-owned local cluster when `url` is its dashboard, else None."""
     try:
-        from .providers import local as local_provider
+        from ..providers import local as local_provider
 
         state = local_provider.read_state()
     except Exception:  # noqa: BLE001 - no local cluster state: not ours
@@ -187,7 +187,7 @@ def auth_headers(address: str) -> dict:
     token = None
     local = _local_cluster_for(a.url)
     if local is not None:  # rayctl's own head: no proxy in front, only its token counts
-        from .providers import local as local_provider
+        from ..providers import local as local_provider
 
         return local_provider.auth_headers(local)
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
@@ -390,7 +390,7 @@ def submit(cl, spec, submission_id: str, extra_env: dict | None = None, metadata
         return cl.submit_job(entrypoint=spec.entrypoint, runtime_env=runtime_env or None,
                              submission_id=submission_id, metadata=meta or None, **kw)
     except (RuntimeError, ValueError, OSError) as e:
-        from .redact import is_secret_name, redact
+        from ..redact import is_secret_name, redact
 
         # Ray may echo the runtime env back: never a secret value in the message.
         msg = redact(str(e), tuple(v for k, v in env_vars.items() if is_secret_name(k)))

@@ -161,7 +161,7 @@ def _keep(cloud: str, row: list, iI: int, iA: int) -> bool:
 def _install(cloud: str, body: bytes, dest: Path, cancelled: threading.Event) -> int:
     """Check a downloaded vms.csv, then atomically replace `dest` with its GPU rows. Returns rows."""
     from ..catalog import _REQUIRED, _read_cloud
-    from ..errors import InputError
+    from ...errors import InputError
 
     try:
         text = body.decode("utf-8")
@@ -293,6 +293,6 @@ def _record(d: Path, base: str, results: dict) -> None:
         tmp.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
         os.replace(tmp, p)
     except OSError as e:
-        from ..errors import InputError
+        from ...errors import InputError
 
         raise InputError(f"pricing refresh: cannot write {p}: {e.strerror} (check $RAYCTL_HOME)") from None

@@ -76,7 +76,7 @@ def _parse(ts: str) -> dt.datetime:
 def history(ledger_path: str | Path | None = None, now: dt.datetime | None = None) -> History:
     """Preemption evidence from the ledger (empty when there is no ledger)."""
     if ledger_path is None:
-        from .catalog import rayctl_home
+        from ..settings import rayctl_home
 
         ledger_path = rayctl_home() / "ledger.db"
     p = Path(ledger_path)
@@ -84,7 +84,7 @@ def history(ledger_path: str | Path | None = None, now: dt.datetime | None = Non
     if not p.is_file():
         return h
     now = now or dt.datetime.now(dt.timezone.utc)
-    from .ledger import ledger_error
+    from ..ledger import ledger_error
 
     try:
         db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5)

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .catalog import Catalog, Offer
-from .errors import InputError, NoPlanError
-from .recipe import Recipe
+from ..errors import InputError, NoPlanError
+from ..recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -311,7 +311,7 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective="hourly", 
     warnings = list(catalog.warnings)
     if objective == "per-token":
         if figures is None:
-            from .cost.throughputs import Resolver
+            from .throughputs import Resolver
 
             figures = Resolver(*recipe_model(recipe))
         groups, figs = _per_token(groups, figures, nodes)

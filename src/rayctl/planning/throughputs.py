@@ -38,7 +38,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..catalog import shipped_dir
+from ..settings import shipped_dir
 from ..errors import InputError
 
 FILE = "throughputs.csv"
@@ -318,7 +318,7 @@ def measured_per_gpu(model: str | None, engine: str | None, ledger_path: str | P
     """{accelerator lower: [output tok/s per GPU of each succeeded run]} for runs of this model
     and engine (engine None: any). One read-only query; no ledger file, no figures."""
     if ledger_path is None:
-        from ..catalog import rayctl_home
+        from ..settings import rayctl_home
 
         ledger_path = rayctl_home() / "ledger.db"
     p = Path(ledger_path)

@@ -23,7 +23,7 @@ What the task holds:
 - `setup`: a venv with rayctl's runtime requirements (same Ray version as the client).
 - `run`: on every node, `~/sky_templates/ray/start_cluster` starts a user Ray cluster
   (ports 6379/8265, never SkyPilot's own Ray on 6380); on the head node,
-  `python -m rayctl.providers.skypilot_head` submits the *same* entrypoint and runtime
+  `python -m rayctl.providers.skypilot.head` submits the *same* entrypoint and runtime
   env the local target submits, streams its logs, and stops it at the budget deadline.
 - credential-looking env vars of the workload (`*TOKEN*`, `*SECRET*`, ...) go into
   `secrets` (SkyPilot redacts them); the emitted YAML writes them as `null` (pass
@@ -42,7 +42,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..redact import is_secret_name
+from ...redact import is_secret_name
+from ...settings import package_dir
 
 REMOTE_HOME = "~/.rayctl"
 REMOTE_PKG = "~/.rayctl/pkg"  # PYTHONPATH entry; the package lies at ~/.rayctl/pkg/rayctl
@@ -76,10 +77,6 @@ def managed(recipe) -> bool:
     return recipe.kind != "serve" and recipe.teardown.after == "job"
 
 
-def rayctl_package_dir() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
 def requirements(full: bool = True) -> list[str]:
     """What every cloud node installs: Ray and rayctl's base dependencies; with `full`
     (built-in workloads) rayctl's whole `local` extra (torch, transformers, ...). User
@@ -107,7 +104,7 @@ def requirements(full: bool = True) -> list[str]:
 
 def aws_zone_names(cache_dir: Path | None = None) -> dict[str, str] | None:
     """zone ID -> zone name for this AWS account, if any mapping is known locally."""
-    from ..catalog import rayctl_home, skypilot_cache_dir
+    from ...settings import rayctl_home, skypilot_cache_dir
 
     files = []
     mine = (cache_dir or rayctl_home() / "pricing-cache") / "aws" / "az_mappings.csv"
@@ -246,7 +243,7 @@ def remote_spec(spec, run_id: str, notes: list | None = None) -> tuple[dict, dic
             break
     d["entrypoint"] = ep
     env = dict(d.get("runtime_env") or {})
-    pkg = rayctl_package_dir()
+    pkg = Path(package_dir())
     mounts: dict[str, str] = {f"{REMOTE_PKG}/rayctl": str(pkg)}
     workdir = None
     wd = env.get("working_dir")
@@ -321,7 +318,7 @@ def run_script() -> str:
         "# A user Ray cluster on every node (6379/8265), beside SkyPilot's own Ray (6380).\n"
         "~/sky_templates/ray/start_cluster\n"
         'if [ "${SKYPILOT_NODE_RANK}" = "0" ]; then\n'
-        "  exec python -m rayctl.providers.skypilot_head\n"
+        "  exec python -m rayctl.providers.skypilot.head\n"
         "fi\n"
     )
 
@@ -331,10 +328,10 @@ def run_script() -> str:
 def job_spec(recipe, run_id: str):
     """The workload's JobSpec (contract 1): the same entrypoint the local target submits."""
     try:
-        from ..workloads import job_spec as _job_spec
+        from ...workloads import job_spec as _job_spec
     except ModuleNotFoundError as e:
         if (e.name or "").startswith("rayctl.workloads"):
-            from ..errors import InputError
+            from ...errors import InputError
 
             raise InputError("rayctl.workloads is not available in this installation; "
                              "cannot build the workload for the cloud") from None

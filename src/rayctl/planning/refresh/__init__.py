@@ -1,12 +1,12 @@
 """`rayctl pricing refresh`: fetch live cloud data into rayctl's price cache.
 
-(The credential-free download of SkyPilot's hosted catalog is `rayctl.prices.hosted`; it runs
+(The credential-free download of SkyPilot's hosted catalog is `rayctl.planning.refresh.hosted`; it runs
 first, so these overlays ask about the fresh catalog's offers.)
 
 Which regions and instance types to ask about comes from the base catalog (the one the
 planner reads: rayctl's refreshed catalog, ~/.sky/catalogs/v8 or the shipped snapshot): the GPU offers' AWS regions and
 instance types, the GCP regions. Results are merged into `$RAYCTL_HOME/pricing-cache/`
-(see `rayctl.price_cache`) region by region: a region whose calls fail keeps its old
+(see `rayctl.planning.price_cache`) region by region: a region whose calls fail keeps its old
 rows, and `meta.json` records the error so `rayctl plan` can say how old the data is.
 """
 
@@ -86,7 +86,7 @@ def refresh_gcp(*, project: str | None = None, regions: list[str] | None = None,
     m = dict(meta.get("gcp") or {})
     m["attempted_at"] = _now_iso()
     if project is None:
-        from ..providers.cloud_check import gcp_project
+        from ..credentials import gcp_project
 
         project = gcp_project()
         if project is None:

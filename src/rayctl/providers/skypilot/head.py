@@ -1,4 +1,4 @@
-"""Runs on the head node of a rayctl cloud cluster (`python -m rayctl.providers.skypilot_head`).
+"""Runs on the head node of a rayctl cloud cluster (`python -m rayctl.providers.skypilot.head`).
 
 SkyPilot's `run` starts a user Ray cluster on every node, then execs this on the head.
 It submits the workload exactly as the local target does (same entrypoint, same Ray

@@ -1,0 +1,1 @@
+"""Planning: which offer runs a recipe, at what price (catalog -> prices -> planner)."""

@@ -1,0 +1,1 @@
+"""The cloud target through SkyPilot."""

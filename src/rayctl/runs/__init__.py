@@ -1,0 +1,1 @@
+"""Runs: launch a recipe as a Ray job, follow it, record it in the ledger."""

@@ -1,0 +1,1 @@
+"""Schedules: cron expressions, crontab lines, the registry and `schedule run`."""

@@ -1,0 +1,93 @@
+"""The import order of docs/architecture.md, enforced: no module imports against it.
+
+Every `import` in src/rayctl (at module level and inside functions) is checked against
+the table below, which is the table in docs/architecture.md (the test also checks the
+doc lists the same layers).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "rayctl"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+
+# unit -> the units it may import (besides itself). Lowest first.
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "settings": {"errors"},
+    "redact": set(),
+    "protocol": {"errors"},
+    "ledger": {"errors", "settings", "redact"},
+    "recipe": {"errors", "settings"},
+    "workloads": {"errors", "settings", "protocol", "recipe"},
+    "planning": {"errors", "settings", "redact", "ledger", "recipe"},
+    "providers": {"errors", "settings", "redact", "protocol", "ledger", "recipe", "workloads", "planning"},
+    "runs": {"errors", "settings", "redact", "protocol", "ledger", "recipe", "workloads", "planning", "providers"},
+    "cost": {"errors", "settings", "redact", "ledger", "recipe", "planning"},
+    "schedule": {"errors", "settings", "redact", "ledger", "recipe", "runs"},
+    "cli": {"errors", "settings", "redact", "protocol", "ledger", "recipe", "workloads", "planning", "providers",
+            "runs", "cost", "schedule"},
+    "__main__": {"cli"},
+    "__init__": set(),
+}
+
+
+def unit_of(parts: list[str]) -> str:
+    """`rayctl.planning.catalog` -> planning; `rayctl.errors` -> errors."""
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    pkg = parts if parts[-1] == "__init__" else parts[:-1]
+    if parts[-1] == "__init__":
+        pkg = parts[:-1]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg[: len(pkg) - (node.level - 1)]
+                mod = base + (node.module.split(".") if node.module else [])
+            elif (node.module or "").split(".")[0] == "rayctl":
+                mod = node.module.split(".")
+            else:
+                continue
+            if len(mod) == 1:  # `from .. import planning` / `from rayctl import x`
+                for a in node.names:
+                    out.append((node.lineno, f"rayctl.{a.name}"))
+            else:
+                out.append((node.lineno, ".".join(mod)))
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "rayctl" and a.name != "rayctl":
+                    out.append((node.lineno, a.name))
+    return out
+
+
+def test_every_unit_is_known():
+    units = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
+             if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+    assert units <= set(ALLOWED), f"add {sorted(units - set(ALLOWED))} to ALLOWED and docs/architecture.md"
+
+
+def test_no_module_imports_against_the_order():
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        src_unit = unit_of(list(path.relative_to(SRC.parent).with_suffix("").parts))
+        for line, target in imports(path):
+            t_unit = unit_of(target.split("."))
+            if t_unit != src_unit and t_unit not in ALLOWED[src_unit]:
+                bad.append(f"{path.relative_to(SRC.parent.parent)}:{line}: {src_unit} imports {target}")
+    assert not bad, "imports against docs/architecture.md:\n" + "\n".join(bad)
+
+
+def test_doc_lists_the_same_order():
+    text = DOC.read_text()
+    for unit in ALLOWED:
+        if unit.startswith("__"):
+            continue
+        assert re.search(rf"`{unit}(/|\.py)`", text), f"docs/architecture.md does not mention `{unit}`"
