@@ -1,7 +1,7 @@
 """One definition of a recipe: the JSON Schema in rayctl.recipe.schema plus each kind's
-workload fields from rayctl.workloads.spec, run by the jsonschema library.
+workload fields from rayctl.recipe.kinds, run by the jsonschema library.
 
-Also the import direction: rayctl.recipe -> rayctl.workloads.spec (stdlib only);
+Also the import direction: rayctl.recipe -> rayctl.recipe.kinds (stdlib only);
 rayctl.workloads never imports the launcher side, and validation needs no runner module.
 """
 
@@ -17,7 +17,7 @@ import yaml
 
 from rayctl.recipe import schema
 from rayctl.recipe.yamlsafe import Located
-from rayctl.workloads import spec
+from rayctl.recipe import kinds as spec
 
 
 def _py(code: str) -> str:
@@ -28,7 +28,7 @@ def _py(code: str) -> str:
 
 def test_workloads_never_import_the_launcher_side():
     got = _py("import sys\n"
-              "import rayctl.workloads, rayctl.workloads.spec\n"
+              "import rayctl.workloads, rayctl.recipe.kinds\n"
               "from rayctl.workloads import train, tune, batch_infer, serve, common\n"
               "print(sorted(m for m in sys.modules if m.split('.')[:2] in (['rayctl', 'recipe'], ['rayctl', 'cli'],"
               " ['rayctl', 'launch'], ['rayctl', 'planner']) or m == 'jsonschema'))")

@@ -36,7 +36,7 @@ def add(
     replace: bool = typer.Option(False, "--replace", help="Replace a schedule of the same name."),
 ) -> None:
     """Validate a recipe and a cron expression, then install a tagged line in the crontab."""
-    from ..schedule import cron as cron_expr
+    from ..recipe import cron as cron_expr
     from ..schedule import registry as sched
 
     s, what = sched.add(recipe, cron=cron, name=name, crontab_file=crontab_file, cron_user=cron_user,

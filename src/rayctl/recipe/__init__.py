@@ -1,7 +1,7 @@
 """Recipes: schema, loading and errors.
 
 The schema (recipe.schema.SCHEMA) is the one definition of a recipe; the workload fields
-of each kind come from rayctl.workloads.spec, which imports nothing from here.
+of each kind come from rayctl.recipe.kinds, which imports nothing from here.
 
 `load(path)` returns a `Recipe` or raises `RecipeError` listing every problem, each
 with the file, line, column and field path.

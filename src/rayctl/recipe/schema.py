@@ -1,7 +1,7 @@
 """The recipe schema (JSON Schema, draft 2020-12) and its validator.
 
 `SCHEMA` is the one definition of a recipe: the fields below plus, for each kind,
-the `workload:` fields its module in rayctl.workloads.spec declares. `rayctl recipe
+the `workload:` fields its module in rayctl.recipe.kinds declares. `rayctl recipe
 schema` prints it; `validate` runs it with the `jsonschema` library and turns every
 error into a Problem with the line, column and field path it comes from. The rules
 JSON Schema cannot say (accelerator names, cron expressions, finite numbers,
@@ -14,8 +14,8 @@ import difflib
 import math
 
 from ..errors import Problem
-from ..workloads import spec
-from ..workloads.spec.base import describe, show
+from . import kinds as spec
+from .kinds.base import describe, show
 from .yamlsafe import Located, dotted
 
 KINDS = tuple(spec.KINDS)
@@ -307,7 +307,7 @@ def _python_checks(doc: dict, bad: set) -> list:
     out: list = []
     sched = doc.get("schedule")
     if isinstance(sched, str) and sched and ("schedule",) not in bad:
-        from ..schedule.cron import CronError, check as check_cron
+        from .cron import CronError, check as check_cron
 
         try:
             check_cron(sched, fires=False)

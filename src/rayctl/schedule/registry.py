@@ -25,7 +25,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import cron as cron_expr, crontab
+from ..recipe import cron as cron_expr
+from . import crontab
 from ..settings import rayctl_home
 from ..errors import InputError, Problem, RayctlError, RecipeError
 

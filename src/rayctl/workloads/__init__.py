@@ -10,7 +10,7 @@
   settings and runs as `python -m rayctl.workloads.<module>` on the cluster.
 
 The fields of every kind's `workload:` (built-in settings and the user-code form) are
-declared once in `rayctl.workloads.spec`, which the recipe validator reads. Nothing
+declared once in `rayctl.recipe.kinds`, which the recipe validator reads. Nothing
 in this package imports the launcher side (rayctl.recipe, cli, launch, planner), and
 nothing here imports Ray.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, Problem, RecipeError
-from .spec import USER_CODE_KEYS  # noqa: F401  (the user-code form's keys)
+from ..recipe.kinds import USER_CODE_KEYS  # noqa: F401  (the user-code form's keys)
 
 MODULES = {"train": "train", "tune": "tune", "batch-infer": "batch_infer", "serve": "serve"}
 

@@ -26,8 +26,8 @@ import threading
 import time
 
 from . import common, demo_model, output, report
-from .spec.batch_infer import EXT as _EXT, FIELDS, FORMATS, KIND  # noqa: F401  (the one definition)
-from .spec.batch_infer import format_of as _format_of, looks_like_dir as _looks_like_dir  # noqa: F401
+from ..recipe.kinds.batch_infer import EXT as _EXT, FIELDS, FORMATS, KIND  # noqa: F401  (the one definition)
+from ..recipe.kinds.batch_infer import format_of as _format_of, looks_like_dir as _looks_like_dir  # noqa: F401
 
 
 def settings(recipe) -> dict:

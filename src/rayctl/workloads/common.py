@@ -10,7 +10,7 @@ Two sides use this module:
   waits (bounded) for the CPUs/GPUs it needs, and fails with a one-line message when
   it cannot run.
 
-The fields themselves (types, defaults, docs) are declared in `rayctl.workloads.spec`.
+The fields themselves (types, defaults, docs) are declared in `rayctl.recipe.kinds`.
 Only the standard library is imported at module level.
 """
 
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .spec.base import COMMON_DOC, COMMON_FIELDS, DEMO_MODEL, is_uri, with_defaults  # noqa: F401
+from ..recipe.kinds.base import COMMON_DOC, COMMON_FIELDS, DEMO_MODEL, is_uri, with_defaults  # noqa: F401
 from ..settings import package_dir, rayctl_home
 
 ENV = "RAYCTL_WORKLOAD"

@@ -7,18 +7,11 @@ inside the functions.
 
 from __future__ import annotations
 
+from ..recipe.kinds.tune import HYPERPARAMS  # noqa: F401  (the fields tune recipes may set)
+
 FEATURES = 16
 CLASSES = 4
 DATA_SEED = 7
-# The hyperparameters the demo model takes (tune's param_space may set these).
-HYPERPARAMS = {
-    "lr": "learning rate of the Adam optimizer",
-    "hidden": "width of each hidden layer",
-    "layers": "number of hidden layers",
-    "dropout": "dropout probability after each hidden layer",
-    "batch_size": "examples per step per worker",
-    "weight_decay": "L2 weight decay of Adam",
-}
 DEFAULTS = {"lr": 1e-3, "hidden": 64, "layers": 2, "dropout": 0.0, "batch_size": 64, "weight_decay": 0.0}
 INT_PARAMS = ("hidden", "layers", "batch_size")
 

@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 
 from . import common, demo_model, report
-from .spec.serve import AUTOSCALING_KEYS, FIELDS, KIND  # noqa: F401  (the one definition of the fields)
+from ..recipe.kinds.serve import AUTOSCALING_KEYS, FIELDS, KIND  # noqa: F401  (the one definition of the fields)
 
 ENV_HOST = "RAYCTL_SERVE_HOST"
 ENV_PORT = "RAYCTL_SERVE_PORT"

@@ -12,7 +12,7 @@ Run on a cluster as `python -m rayctl.workloads.train` with $RAYCTL_WORKLOAD set
 from __future__ import annotations
 
 from . import common, report
-from .spec.train import FIELDS, KIND  # noqa: F401  (the one definition of the fields)
+from ..recipe.kinds.train import FIELDS, KIND  # noqa: F401  (the one definition of the fields)
 from ..settings import rayctl_home
 
 

@@ -21,7 +21,7 @@ Total trials = num_samples x the product of the grid sizes.
 from __future__ import annotations
 
 from . import common, demo_task, report
-from .spec.tune import FIELDS, KIND, METRICS, RULES, SAMPLERS, grid_size, param_errors, total_trials
+from ..recipe.kinds.tune import FIELDS, KIND, METRICS, RULES, SAMPLERS, grid_size, param_errors, total_trials
 from ..settings import rayctl_home
 
 

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import difflib
 
-from .. import demo_task
 from .base import choice, describe, integer, mapping, number, string
+
+# The hyperparameters the demo model (workloads/demo_task.py) takes; tune's param_space may set these.
+HYPERPARAMS = {
+    "lr": "learning rate of the Adam optimizer",
+    "hidden": "width of each hidden layer",
+    "layers": "number of hidden layers",
+    "dropout": "dropout probability after each hidden layer",
+    "batch_size": "examples per step per worker",
+    "weight_decay": "L2 weight decay of Adam",
+}
 
 KIND = "tune"
 SAMPLERS = ("uniform", "loguniform", "randint", "choice", "grid")
@@ -33,9 +42,9 @@ def param_errors(space) -> list[tuple[tuple, str, bool]]:
                  False)]
     out: list = []
     for name, spec in space.items():
-        if name not in demo_task.HYPERPARAMS:
-            close = difflib.get_close_matches(str(name), list(demo_task.HYPERPARAMS), n=1, cutoff=0.6)
-            hint = f"did you mean '{close[0]}'?" if close else f"the demo model takes: {', '.join(demo_task.HYPERPARAMS)}"
+        if name not in HYPERPARAMS:
+            close = difflib.get_close_matches(str(name), list(HYPERPARAMS), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"the demo model takes: {', '.join(HYPERPARAMS)}"
             out.append(((name,), f"unknown hyperparameter '{name}'; {hint}", True))
             continue
         out.extend(_spec_errors(name, spec))
