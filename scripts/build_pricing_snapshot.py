@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from rayctl.catalog import GCP_HOSTS  # noqa: E402
+from rayctl.planning.catalog import GCP_HOSTS  # noqa: E402
 
 # The GPU families shipped: the names a recipe uses (exact match, as in SkyPilot), plus the
 # hyphenated variants some clouds list them under.
