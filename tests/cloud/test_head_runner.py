@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from rayctl import protocol
 from rayctl.providers.skypilot import head as skypilot_head
 from tests.conftest import require_infra
 
@@ -118,7 +119,7 @@ def test_head_runner_submits_streams_and_reports(ray_head):
     p = _head(ray_head, "python -c \"import time; print('working', flush=True); time.sleep(120)\"",
               deadline=t + 8)
     assert p.returncode == skypilot_head.EXIT_BUDGET, p.stdout + p.stderr
-    assert '"type": "budget"' in p.stdout
+    assert any((protocol.parse_line(ln) or {}).get("type") == "budget" for ln in p.stdout.splitlines()), p.stdout
     assert time.time() - t < 60
 
 

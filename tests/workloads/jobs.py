@@ -24,7 +24,7 @@ def submit(address: str, spec, timeout: float = 300) -> Finished:
     """Submit a JobSpec as a real Ray job and wait (bounded) for it to end."""
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from rayctl.workloads import report
+    from rayctl import protocol
 
     from rayctl.runs.jobs import auth_headers
 
@@ -46,9 +46,9 @@ def submit(address: str, spec, timeout: float = 300) -> Finished:
         pytest.fail(f"job {job_id} did not finish in {timeout:.0f} s; log tail:\n{logs[-4000:]}")
     logs = client.get_job_logs(job_id)
     lines = logs.splitlines()
-    events = [e for e in (report.parse_line(x) for x in lines) if e]
+    events = [e for e in (protocol.parse_line(x) for x in lines) if e]
     return Finished(job_id, str(status.value if hasattr(status, "value") else status), logs,
-                    report.merge_metrics(lines), [e for e in events if e["type"] == "progress"],
+                    protocol.merge_metrics(lines), [e for e in events if e["type"] == "progress"],
                     time.monotonic() - t0)
 
 

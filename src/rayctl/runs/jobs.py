@@ -1,13 +1,7 @@
-"""Ray jobs through the Ray Jobs API: submit, follow, stop, and read what they report.
+"""Ray jobs through the Ray Jobs API: submit, follow, stop, and why a job failed.
 
-Jobs report progress and metrics on stdout in one documented form (docs/launch.md):
-
-    ::rayctl:: {"type": "progress", "unit": "rows", "done": 120, "total": 1000, "message": "..."}
-    ::rayctl:: {"type": "metrics", "rows": 1000, "input_tokens": 5120, "output_tokens": 64000}
-
-A line may carry a prefix before the marker (Ray prefixes lines printed by tasks and
-actors with `(Worker pid=...)`). Metrics lines merge key by key; the last value wins.
-Anything else in the log is passed through untouched and never parsed for meaning.
+What jobs report on stdout (`::rayctl::` lines) is read with `rayctl.protocol`; anything
+else in the log is passed through untouched and never parsed for meaning.
 
 Every function here talks to the cluster's dashboard address (`http://host:8265`), so
 the same code serves the local head, an existing cluster and a cloud head.
@@ -16,7 +10,6 @@ the same code serves the local head, an existing cluster and a cloud head.
 from __future__ import annotations
 
 import json
-import math
 import os
 import queue
 import re
@@ -30,9 +23,6 @@ from typing import Callable
 
 from ..errors import InputError, RayctlError
 
-PREFIX = "::rayctl::"
-PROGRESS_UNITS = ("rows", "trials", "epochs", "steps")
-LEDGER_COUNTS = ("rows", "input_tokens", "output_tokens")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 PROBE_TIMEOUT_S = 5.0
 STOP_WAIT_S = 20.0
@@ -41,73 +31,6 @@ BUSY_TIMEOUT_S = float(os.environ.get("RAYCTL_BUSY_TIMEOUT", 30))
 HEAD_DEAD_S = float(os.environ.get("RAYCTL_HEAD_DEAD_TIMEOUT", 12))  # Jobs API silent this long: head died
 REQUEST_TIMEOUT_S = 5.0
 STARVED_WARN_S = 45.0
-
-
-# ---------------------------------------------------------------------------- the protocol
-
-
-def _null(_name):
-    return None
-
-
-def _finite_or_null(text: str):
-    v = float(text)
-    return v if math.isfinite(v) else None
-
-
-def parse_line(line: str) -> dict | None:
-    """The protocol event on `line`, or None when the line is ordinary output."""
-    i = line.find(PREFIX)
-    if i < 0:
-        return None
-    try:
-        # NaN, Infinity and overflowing numbers (1e400) read as null: they would make the
-        # ledger and every `--json` output that shows metrics non-JSON.
-        ev = json.loads(line[i + len(PREFIX):].strip(), parse_constant=_null, parse_float=_finite_or_null)
-    except ValueError:
-        return None
-    if not isinstance(ev, dict) or ev.get("type") not in ("progress", "metrics"):
-        return None
-    if ev["type"] == "progress":
-        done, total = ev.get("done"), ev.get("total")
-        if not _is_num(done) or (total is not None and not _is_num(total)):
-            return None
-    return ev
-
-
-def _is_num(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-@dataclass
-class Report:
-    """What a job has reported so far: the merged metrics and the latest progress per unit."""
-
-    metrics: dict = field(default_factory=dict)
-    progress: dict = field(default_factory=dict)  # unit -> last progress event
-    last_progress: dict | None = None
-
-    def feed(self, line: str) -> dict | None:
-        ev = parse_line(line)
-        if ev is None:
-            return None
-        if ev["type"] == "metrics":
-            self.metrics.update({k: v for k, v in ev.items() if k != "type"})
-        else:
-            self.progress[str(ev.get("unit", "steps"))] = ev
-            self.last_progress = ev
-        return ev
-
-    def ledger_fields(self) -> dict:
-        """Ledger columns for what was reported: the counts, and all metrics as JSON."""
-        out: dict = {}
-        for k in LEDGER_COUNTS:
-            v = self.metrics.get(k)
-            if _is_num(v):
-                out[k] = int(v)
-        if self.metrics:
-            out["metrics"] = dict(self.metrics)
-        return out
 
 
 # ---------------------------------------------------------------------------- connecting

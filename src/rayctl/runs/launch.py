@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from . import jobs
+from .. import protocol
 from ..settings import rayctl_home
 from ..errors import InputError, Interrupted, JobFailed, RayctlError
 from ..ledger import FINAL, Ledger, new_run_id
@@ -356,7 +357,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
     log_path = led.get(run_id).get("log_path") or str(rayctl_home() / "logs" / f"{run_id}.log")
     cl = None
     job_id = None
-    report = jobs.Report()
+    report = protocol.Report()
     log = None
     try:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -701,7 +702,7 @@ def refresh(led: Ledger, run: str) -> dict:
     if st not in jobs.TERMINAL:
         return row
     remove_secrets_file(rid)  # a detached job that ended before reading it
-    report = jobs.Report()
+    report = protocol.Report()
     for ln in (text or "").splitlines():
         report.feed(ln)
     fields = report.ledger_fields()

@@ -25,7 +25,8 @@ import signal
 import threading
 import time
 
-from . import common, demo_model, output, report
+from .. import protocol
+from . import common, demo_model, output
 from ..recipe.kinds.batch_infer import EXT as _EXT, FIELDS, FORMATS, KIND  # noqa: F401  (the one definition)
 from ..recipe.kinds.batch_infer import format_of as _format_of, looks_like_dir as _looks_like_dir  # noqa: F401
 
@@ -353,7 +354,7 @@ def main(p: dict) -> None:
     finally:
         signal.signal(signal.SIGTERM, old_term)
     elapsed = time.perf_counter() - t_start
-    report.progress(counts["rows"], counts["rows"], "rows", f"wrote {wl['output']}")
+    protocol.progress(counts["rows"], counts["rows"], "rows", f"wrote {wl['output']}")
     out = {
         **counts,
         "output": wl["output"],
@@ -369,7 +370,7 @@ def main(p: dict) -> None:
         out["model_load_s"] = round(max(stats["load_s"]), 3) if stats["load_s"] else None
     print(f"rayctl: {counts['rows']} rows, {counts['input_tokens']} input / {counts['output_tokens']} output tokens "
           f"in {elapsed:.1f} s ({out['output_tokens_per_s']} output tok/s) -> {wl['output']}", flush=True)
-    report.metrics(**out)
+    protocol.metrics(**out)
 
 
 def _exit_on_term(signum, frame):
@@ -403,7 +404,7 @@ def _run(ray, wl: dict, pub) -> tuple[dict, str, dict]:
         except BaseException as e:  # reported by the main thread
             errors.append(e)
 
-    report.progress(0, total, "rows", f"reading {wl['input']}")
+    protocol.progress(0, total, "rows", f"reading {wl['input']}")
     worker = threading.Thread(target=write, name="rayctl-batch-write", daemon=True)
     worker.start()
     _watch(worker, counter, total, float(wl["stall_timeout_s"]))
@@ -453,7 +454,7 @@ def _watch(worker: threading.Thread, counter, total, stall_timeout_s: float) -> 
             rows = last_rows  # the counter did not answer: no progress seen, the stall clock runs on
         if rows != last_rows:
             if rows > 0:
-                report.progress(rows, total, "rows", "generating")
+                protocol.progress(rows, total, "rows", "generating")
             last_rows, last_change = rows, time.monotonic()
         elif time.monotonic() - last_change > stall_timeout_s:
             free = ray.available_resources()

@@ -194,12 +194,12 @@ def _fmt(x: float) -> str:
 
 def run_main(fn: Callable[[dict], Any]) -> None:
     """Run a workload's main with its payload; WorkloadError -> one line on stderr, exit 1."""
-    from . import report
+    from .. import protocol
 
     try:
         fn(load_payload())
     except WorkloadError as e:
         sys.stderr.write(f"rayctl: workload error: {e}\n")
         sys.stderr.flush()
-        report.metrics(error=str(e))
+        protocol.metrics(error=str(e))
         sys.exit(1)

@@ -29,7 +29,8 @@ import time
 import urllib.error
 import urllib.request
 
-from . import common, demo_model, report
+from .. import protocol
+from . import common, demo_model
 from ..recipe.kinds.serve import AUTOSCALING_KEYS, FIELDS, KIND  # noqa: F401  (the one definition of the fields)
 
 ENV_HOST = "RAYCTL_SERVE_HOST"
@@ -403,7 +404,7 @@ def main(p: dict) -> None:
     replicas = wl.get("replicas") or f"autoscaling {wl['autoscaling']}"
     print(f"rayctl: serving {wl['model']} at {base}/v1/completions and {base}/v1/chat/completions "
           f"({replicas} replica(s)); counters at {base}/-/rayctl/metrics", flush=True)
-    report.metrics(url=base, app=wl["app_name"], route_prefix=wl["route_prefix"], model=wl["model"],
+    protocol.metrics(url=base, app=wl["app_name"], route_prefix=wl["route_prefix"], model=wl["model"],
                    metrics_url=f"{base}/-/rayctl/metrics", replicas=wl.get("replicas"),
                    autoscaling=wl.get("autoscaling"))
 
@@ -418,11 +419,11 @@ def delete(app_name: str) -> None:
         apps = {}
     if app_name not in apps:
         print(f"rayctl: no Serve app '{app_name}' on this cluster; nothing to delete", flush=True)
-        report.metrics(deleted=False, app=app_name)
+        protocol.metrics(deleted=False, app=app_name)
         return
     serve.delete(app_name)
     print(f"rayctl: deleted Serve app '{app_name}'", flush=True)
-    report.metrics(deleted=True, app=app_name)
+    protocol.metrics(deleted=True, app=app_name)
     del ray
 
 

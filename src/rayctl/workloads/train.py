@@ -11,7 +11,8 @@ Run on a cluster as `python -m rayctl.workloads.train` with $RAYCTL_WORKLOAD set
 
 from __future__ import annotations
 
-from . import common, report
+from .. import protocol
+from . import common
 from ..recipe.kinds.train import FIELDS, KIND  # noqa: F401  (the one definition of the fields)
 from ..settings import rayctl_home
 
@@ -83,7 +84,7 @@ def train_loop(config: dict) -> None:
                 torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(), "epoch": start},
                            os.path.join(tmp, "state.pt"))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-            report.progress(start, epochs, "epochs", f"already trained {start} of {epochs} epochs; nothing to do")
+            protocol.progress(start, epochs, "epochs", f"already trained {start} of {epochs} epochs; nothing to do")
         else:
             ray.train.report(metrics)
         return
@@ -99,7 +100,7 @@ def train_loop(config: dict) -> None:
                 torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1},
                            os.path.join(tmp, "state.pt"))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-            report.progress(epoch + 1, epochs, "epochs",
+            protocol.progress(epoch + 1, epochs, "epochs",
                             f"epoch {epoch + 1}/{epochs} train_loss={train_loss:.4f} val_loss={val_loss:.4f} "
                             f"accuracy={acc:.3f}")
         else:
@@ -174,7 +175,7 @@ def main(p: dict) -> None:
           f"({'resumed from epoch ' + str(resumed_from) if resumed_from is not None else 'from scratch'}), "
           f"{epoch}/{wl['epochs']} done; val_loss={out['val_loss']} accuracy={out['accuracy']}; "
           f"checkpoint: {out.get('checkpoint')}", flush=True)
-    report.metrics(**out)
+    protocol.metrics(**out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ Total trials = num_samples x the product of the grid sizes.
 
 from __future__ import annotations
 
-from . import common, demo_task, report
+from .. import protocol
+from . import common, demo_task
 from ..recipe.kinds.tune import FIELDS, KIND, METRICS, RULES, SAMPLERS, grid_size, param_errors, total_trials
 from ..settings import rayctl_home
 
@@ -97,13 +98,13 @@ def _progress_callback(total: int):
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.done += 1
             last = trial.last_result or {}
-            report.progress(self.done, total, "trials",
+            protocol.progress(self.done, total, "trials",
                             f"trial {trial.trial_id} finished after {last.get('epoch', '?')} epoch(s)")
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.done += 1
             self.failed += 1
-            report.progress(self.done, total, "trials", f"trial {trial.trial_id} failed")
+            protocol.progress(self.done, total, "trials", f"trial {trial.trial_id} failed")
 
     return Progress()
 
@@ -138,7 +139,7 @@ def main(p: dict) -> None:
     progress = _progress_callback(wl["trials"])
     print(f"rayctl: tuning {wl['trials']} trial(s), {concurrent} at a time, metric {wl['metric']} ({wl['mode']}), "
           f"scheduler {wl['scheduler']}", flush=True)
-    report.progress(0, wl["trials"], "trials", "starting")
+    protocol.progress(0, wl["trials"], "trials", "starting")
     tuner = tune.Tuner(
         fn,
         param_space=to_tune(wl["param_space"]),
@@ -159,7 +160,7 @@ def main(p: dict) -> None:
     value = best.metrics[wl["metric"]]
     print(f"rayctl: best trial: {wl['metric']}={value:.4f} config={sampled} "
           f"({len(ok)} of {len(results)} trial(s) ok, {progress.failed} failed)", flush=True)
-    report.metrics(best_config=sampled, best_metric=value, metric=wl["metric"], mode=wl["mode"],
+    protocol.metrics(best_config=sampled, best_metric=value, metric=wl["metric"], mode=wl["mode"],
                    trials=len(results), trials_failed=len(results) - len(ok),
                    best_epochs=best.metrics.get("epoch"), storage=wl["storage"],
                    experiment=wl["experiment"])

@@ -31,6 +31,8 @@ import signal
 import sys
 import time
 
+from ... import protocol
+
 EXIT_BUDGET = 75
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -129,9 +131,7 @@ def main(environ=os.environ, client=None, sleep=time.sleep, out=sys.stdout) -> i
             return 1
         if end is not None and time.time() >= end:
             client.stop_job(sid)
-            out.write("::rayctl:: " + json.dumps({"type": "budget", "message": "budget deadline reached; "
-                                                  "job stopped", "deadline": end}) + "\n")
-            out.flush()
+            protocol.budget("budget deadline reached; job stopped", end, stream=out)
             return EXIT_BUDGET
         sleep(2.0)
 

@@ -6,40 +6,27 @@
   segment closed) and each recovery (-> a `recovery` event and a new segment where it
   came back). The preemption-aware planner reads these events back (`rayctl.planning.preemption`).
 - `LogSink` is the stream SkyPilot writes job logs into: every line is redacted, kept in
-  the run's log file, echoed unless quiet, and `::rayctl:: {...}` lines (the workload's
-  progress/metrics protocol) are parsed.
+  the run's log file, echoed unless quiet, and `::rayctl:: {...}` lines are read with
+  `rayctl.protocol` (the workload's progress and metrics, the head runner's budget stop).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import sys
 import threading
 
+from ... import protocol
 from ...redact import redact
 from .sdk import Location, ManagedRecord
 
-MARK = "::rayctl::"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SKY_CONTROL = re.compile(r"<sky-payload[^>]*>.*?</sky-payload>")  # SkyPilot's spinner control messages
 
 
 def iso(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_rayctl_line(line: str) -> dict | None:
-    """The JSON object of a `::rayctl:: {...}` line (any prefix SkyPilot/Ray adds), else None."""
-    i = line.find(MARK)
-    if i < 0:
-        return None
-    try:
-        doc = json.loads(line[i + len(MARK):].strip())
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 class LogSink:
@@ -51,10 +38,23 @@ class LogSink:
         self.out = out or sys.stdout
         self._buf = ""
         self._lock = threading.Lock()
-        self.metrics: dict = {}
-        self.progress: dict | None = None
-        self.budget_stop = False
+        self.report = protocol.Report()
         self.lines = 0
+
+    @property
+    def metrics(self) -> dict:
+        """The merged metrics seen so far."""
+        return self.report.metrics
+
+    @property
+    def progress(self) -> dict | None:
+        """The latest progress event seen, of any unit."""
+        return self.report.last_progress
+
+    @property
+    def budget_stop(self) -> bool:
+        """A budget line said the head runner stopped the job at its budget deadline."""
+        return self.report.budget_stop
 
     # io.TextIOBase-ish surface
     def write(self, s) -> int:
@@ -104,28 +104,12 @@ class LogSink:
                 self.out.write(line + "\n")
             except Exception:
                 pass
-        doc = parse_rayctl_line(line)
-        if doc is None:
-            return
-        t = doc.get("type")
-        if t == "metrics":
-            self.metrics.update({k: v for k, v in doc.items() if k != "type"})
-        elif t == "progress":
-            self.progress = doc
-        elif t == "budget":
-            self.budget_stop = True
+        self.report.feed(line)
 
     def ledger_fields(self) -> dict:
         """Ledger columns from the metrics seen so far."""
         with self._lock:
-            m = dict(self.metrics)
-        out: dict = {}
-        for k in ("rows", "input_tokens", "output_tokens"):
-            if isinstance(m.get(k), (int, float)):
-                out[k] = int(m[k])
-        if m:
-            out["metrics"] = m
-        return out
+            return self.report.ledger_fields()
 
 
 def _label(c) -> str:
