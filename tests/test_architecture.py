@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "redact": set(),
     "protocol": {"errors"},
     "ledger": {"errors", "settings", "redact"},
-    "recipe": {"errors", "settings"},
+    "recipe": {"errors", "settings", "redact"},
     "workloads": {"errors", "settings", "redact", "protocol", "recipe"},
     "planning": {"errors", "settings", "redact", "ledger", "recipe"},
     "providers": {"errors", "settings", "redact", "protocol", "ledger", "recipe", "workloads", "planning"},

@@ -23,9 +23,14 @@ import re
 MASK = "***REDACTED***"
 
 # A credential-like variable name: one of its `_`-separated words is one of these
-# (HF_TOKEN, OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY, DB_PASSWORD; not TOKENIZERS_PARALLELISM).
-_SECRET_WORDS = {"SECRET", "SECRETS", "TOKEN", "TOKENS", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL",
-                 "CREDENTIALS", "KEY", "APIKEY", "PRIVATEKEY", "ACCESSKEY", "SECRETKEY", "AUTHTOKEN"}
+# (HF_TOKEN, OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY, DB_PASSWORD, DB_PASS, GITHUB_PAT; not
+# TOKENIZERS_PARALLELISM), or a word ends in one of _SECRET_SUFFIXES (PGPASSWORD, APITOKEN,
+# OPENAIKEY). A value holding `scheme://user:password@` makes any variable a secret.
+_SECRET_WORDS = {"SECRET", "SECRETS", "TOKEN", "TOKENS", "PASSWORD", "PASSWD", "PASS", "PWD", "PASSPHRASE",
+                 "CREDENTIAL", "CREDENTIALS", "KEY", "APIKEY", "PRIVATEKEY", "ACCESSKEY", "SECRETKEY", "AUTHTOKEN",
+                 "PAT"}
+_SECRET_SUFFIXES = ("PASSWORD", "PASSWD", "TOKEN", "SECRET", "APIKEY", "PWD")
+_NOT_SECRET_WORDS = {"PWD", "OLDPWD"}  # the shell's working directory, not a password
 
 _PATTERNS: list[tuple[re.Pattern, str]] = [
     # PEM private keys (GCP service-account JSON, SSH keys), possibly with escaped newlines.
@@ -92,4 +97,13 @@ def redact_url(text) -> str:
 
 def is_secret_name(name: str) -> bool:
     """Whether an environment variable name looks like it holds a credential."""
-    return any(w in _SECRET_WORDS for w in re.split(r"[_\-.]+", name.upper()))
+    up = name.upper()
+    if up in _NOT_SECRET_WORDS:
+        return False
+    words = [w for w in re.split(r"[_\-.]+", up) if w]
+    return any(w in _SECRET_WORDS or (len(w) > 4 and w.endswith(_SECRET_SUFFIXES)) for w in words)
+
+
+def is_secret(name: str, value) -> bool:
+    """A secret env entry: a credential-like name, or a value with credentials in a URL."""
+    return is_secret_name(name) or bool(_URL_CREDENTIALS.search("" if value is None else str(value)))

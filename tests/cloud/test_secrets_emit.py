@@ -64,3 +64,55 @@ def test_plan_outputs_hold_no_secret_value(cli, tmp_path, shared_catalog, text):
     json.loads(res.out)
     for value in (HF, OPENAI):
         assert value not in res.out and value not in res.err
+
+
+MORE = """\
+name: sec-more
+kind: batch-infer
+resources:
+  accelerators: L4:1
+  clouds: [aws, gcp]
+workload:
+  model: rayctl-demo
+  input: /tmp/in.jsonl
+  output: s3://bucket/out/
+  env:
+    DATABASE_URL: postgres://bob:dbSECRET444@db:5432/x
+    DB_PASS: dbpassSECRET555
+    PGPASSWORD: pgSECRET666
+    GITHUB_PAT: ghpSECRET777
+    MODE: visible-value
+"""
+
+
+def test_common_credential_names_and_urls_with_passwords_are_secrets(cli, tmp_path, shared_catalog):
+    """PGPASSWORD, DB_PASS, GITHUB_PAT and any value with `user:password@` in a URL used to
+    be emitted as ordinary env vars."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(MORE)
+    res = cli("plan", recipe, "--emit", "skypilot", "--catalog", shared_catalog)
+    assert res.code == 0, res
+    for value in ("dbSECRET444", "dbpassSECRET555", "pgSECRET666", "ghpSECRET777"):
+        assert value not in res.out and value not in res.err
+    task = yaml.safe_load(res.out.split("\n", 3)[-1] if res.out.startswith("#") else res.out)
+    assert sorted(task["secrets"]) == ["DATABASE_URL", "DB_PASS", "GITHUB_PAT", "PGPASSWORD"]
+
+
+def test_secret_names():
+    from rayctl.redact import is_secret, is_secret_name
+
+    for name in ("HF_TOKEN", "OPENAI_API_KEY", "PGPASSWORD", "DB_PASS", "MYSQL_PWD", "GITHUB_PAT", "APITOKEN"):
+        assert is_secret_name(name), name
+    for name in ("TOKENIZERS_PARALLELISM", "PWD", "MODE", "PATH", "KEYBOARD_LAYOUT"):
+        assert not is_secret_name(name), name
+    assert is_secret("DATABASE_URL", "postgres://u:pw@db/x") and not is_secret("URL", "https://example.com/x")
+
+
+def test_validation_errors_never_repeat_url_credentials(cli, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: t\nkind: train\ntarget: ftp://alice:hunter2pw@h:8265\n"
+                      "workload:\n  entrypoint: python x.py\n")
+    for args in (("validate", recipe), ("validate", recipe, "--json"), ("plan", recipe)):
+        res = cli(*args)
+        assert res.code == 2, res
+        assert "hunter2pw" not in res.out + res.err and "target" in res.out + res.err

@@ -17,6 +17,7 @@ from ..errors import Problem
 from . import kinds as spec
 from .kinds.base import describe, show
 from .yamlsafe import Located, dotted
+from ..redact import redact_url
 
 KINDS = tuple(spec.KINDS)
 CLOUDS = ("aws", "gcp", "azure", "lambda", "runpod", "cudo", "shadeform", "vast", "hyperbolic",
@@ -154,7 +155,7 @@ def validate(doc: Located) -> list[Problem]:
             continue
         seen.add((path, message))
         line, col = doc.where(path, key=key)
-        problems.append(Problem(message, field=dotted(path), line=line, column=col))
+        problems.append(Problem(redact_url(message), field=dotted(path), line=line, column=col))
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     return problems
 

@@ -90,13 +90,13 @@ def make_spec(recipe, run_id: str, module: str, workload: dict, *, needs_cpus: f
               detached: bool = False, metadata: dict | None = None, args: str = ""):
     from . import JobSpec
 
-    from ..redact import is_secret_name
+    from ..redact import is_secret
 
     # The payload is visible wherever the runtime env is (dashboard, plans, emitted tasks):
     # it names the secret env vars but never holds their values (they travel as env vars).
     shown = dict(workload)
     if shown.get("env"):
-        shown["env"] = {k: v for k, v in shown["env"].items() if not is_secret_name(str(k))}
+        shown["env"] = {k: v for k, v in shown["env"].items() if not is_secret(str(k), v)}
     env = {
         ENV: json.dumps(payload(recipe, run_id, shown), separators=(",", ":")),
         "RAY_DEDUP_LOGS": "0",  # keep every ::rayctl:: line a worker prints

@@ -42,7 +42,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ...redact import is_secret_name
+from ...redact import is_secret
 from ...settings import package_dir
 
 REMOTE_HOME = "~/.rayctl"
@@ -221,7 +221,7 @@ def relocate_workload_paths(env_vars: dict, mounts: dict, notes: list) -> None:
 
     doc["workload"] = walk(wl)
     if isinstance(doc["workload"].get("env"), dict):  # secret values never travel in the payload
-        doc["workload"]["env"] = {k: v for k, v in doc["workload"]["env"].items() if not is_secret_name(str(k))}
+        doc["workload"]["env"] = {k: v for k, v in doc["workload"]["env"].items() if not is_secret(str(k), v)}
     env_vars["RAYCTL_WORKLOAD"] = json.dumps(doc, separators=(",", ":"))
 
 
@@ -274,7 +274,7 @@ def remote_spec(spec, run_id: str, notes: list | None = None) -> tuple[dict, dic
     env_vars.pop("RAYCTL_HOME", None)  # the client's home; the cluster uses its own
     relocate_workload_paths(env_vars, mounts, notes)
     for k in list(env_vars):
-        if is_secret_name(k):
+        if is_secret(k, env_vars[k]):
             secrets[k] = str(env_vars.pop(k))
     if env_vars:
         env["env_vars"] = env_vars
