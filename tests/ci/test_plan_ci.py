@@ -211,3 +211,20 @@ def test_plan_and_diff_import_no_heavy_library(recipes, catalog, tmp_path, rayct
     imported = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
     heavy = {m for m in imported if re.match(r"^(ray|sky|boto3|botocore|torch|pandas|croniter)(\.|$)", m)}
     assert heavy == set()
+
+
+@pytest.mark.parametrize("bad, what", [
+    ('"hourly_usd": NaN', "'NaN' is not a JSON number"),
+    ('"hourly_usd": "abc"', "'chosen.hourly_usd' is 'abc', not a finite number"),
+    ('"hourly_usd": 1e999', "not a finite number"),
+])
+def test_diff_against_a_damaged_plan_file_is_input_error(cli, recipes, catalog, tmp_path, bad, what):
+    """An old plan file with NaN, a string or an overflowing number where a price goes used to end
+    in `internal error` (exit 1); it is bad input, named, exit 2."""
+    old = tmp_path / "old.json"
+    r = cli("plan", *files(recipes), "--json", "--catalog", catalog)
+    old.write_text(re.sub(r'"hourly_usd": [0-9.]+', bad, r.out, count=1))
+    md = cli("plan", *files(recipes), "--catalog", catalog, "--diff", old, "--json")
+    assert md.code == 2, md
+    assert_no_traceback(md)
+    assert f"--diff {old}" in md.err and what in md.err

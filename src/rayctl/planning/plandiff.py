@@ -24,6 +24,7 @@ old plan's order. Standard library only (this runs on the `rayctl plan` path).
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from ..errors import InputError
@@ -31,28 +32,55 @@ from ..errors import InputError
 FIELDS = ("offer", "region", "price", "per-token", "estimate", "objective", "error")
 CHANGES = ("changed", "added", "removed", "failing", "fixed", "still-failing", "unchanged")
 _EPS = 1e-9
+MAX_BYTES = 64 * 2**20
 
 
 def load_plans(path: str | os.PathLike) -> list[dict]:
     """The plan documents in a `rayctl plan --json` output file, or InputError naming the file and line."""
     p = os.fspath(path)
     try:
-        with open(p, "rb") as f:
-            data = f.read()
+        with open(p, "rb") as f:  # a pipe is fine (`--diff <(git show main:plan.json)`)
+            data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise InputError(f"--diff {p}: no such file (expected the output of `rayctl plan --json`)") from None
     except IsADirectoryError:
         raise InputError(f"--diff {p}: is a directory, not a plan file") from None
     except OSError as e:
         raise InputError(f"--diff {p}: cannot read: {e.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise InputError(f"--diff {p}: larger than {MAX_BYTES // 2**20} MiB; a plan file is a small JSON document")
     try:
-        doc = json.loads(data.decode("utf-8-sig"))
+        doc = json.loads(data.decode("utf-8-sig"), parse_constant=_not_json)
     except UnicodeDecodeError:
         raise InputError(f"--diff {p}: not UTF-8 text (expected the output of `rayctl plan --json`)") from None
     except json.JSONDecodeError as e:
         raise InputError(f"--diff {p}:{e.lineno}:{e.colno}: not valid JSON: {e.msg} "
                          "(expected the output of `rayctl plan --json`)") from None
-    return plans_of(doc, p)
+    except ValueError as e:  # NaN / Infinity: not JSON, and never written by rayctl
+        raise InputError(f"--diff {p}: {e} (expected the output of `rayctl plan --json`)") from None
+    plans = plans_of(doc, p)
+    for d in plans:
+        _check_numbers(d, p)
+    return plans
+
+
+def _not_json(token: str):
+    raise ValueError(f"'{token}' is not a JSON number")
+
+
+_NUMBERS = (("chosen", "hourly_usd"), ("chosen", "usd_per_1m_output_tokens"), ("estimate", "hours"),
+            ("estimate", "usd"))
+
+
+def _check_numbers(d: dict, where: str) -> None:
+    """The numbers a diff compares are finite numbers (or absent/null)."""
+    for outer, key in _NUMBERS:
+        v = (d.get(outer) or {}).get(key) if isinstance(d.get(outer) or {}, dict) else None
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise InputError(f"--diff {where}: recipe '{d.get('recipe')}': '{outer}.{key}' is {v!r}, not a finite "
+                             "number (expected the output of `rayctl plan --json`)")
 
 
 def plans_of(doc, where: str = "<plans>") -> list[dict]:
