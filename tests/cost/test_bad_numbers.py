@@ -37,7 +37,7 @@ def test_token_and_utilization_flags_are_bounded(cli, shared_catalog, flag, valu
     assert flag in r.err, r.err
 
 
-@pytest.mark.parametrize("age", ["99999999999999999999d", "9999999w"])
+@pytest.mark.parametrize("age", ["99999999999999999999d", "9999999w", "0001-01-01T00:00:00+14:00"])
 def test_since_far_in_the_past_is_an_input_error(cli, age):
     r = cli("cost", "report", "--since", age)
     assert r.code == 2, r

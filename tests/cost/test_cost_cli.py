@@ -47,6 +47,10 @@ def test_report_json_and_filters(cli, ledger):
     assert [x["id"] for x in json.loads(r.out)["runs"]] == [a]
     r = cli("cost", "report", "--json", "--recipe", "train-llm", "--since", "2025-03-02")
     assert json.loads(r.out)["runs"] == []
+    # an age reaching back before year 1000 (strftime does not zero-pad such years) still finds every run
+    r = cli("cost", "report", "--json", "--since", "400000d")
+    assert [x["id"] for x in json.loads(r.out)["runs"]] == [b, a], r
+    assert json.loads(r.out)["filters"]["since"].startswith("0")
 
 
 def test_report_table(cli, ledger, gpu_recipe):

@@ -32,6 +32,8 @@ _UNIT_S = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _LEDGER_FMT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
 def parse_since(text: str, *, flag: str = "--since", today: dt.datetime | None = None) -> dt.datetime:
     """A UTC datetime from YYYY-MM-DD, an ISO 8601 time, or an age like 7d / 12h / 30m / 2w."""
     s = (text or "").strip()
@@ -53,7 +55,10 @@ def parse_since(text: str, *, flag: str = "--since", today: dt.datetime | None =
                          "(2025-01-31T08:00:00Z; no zone means UTC) or an age such as 7d, 12h, 30m, 2w") from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.timezone.utc)
-    return d.astimezone(dt.timezone.utc)
+    try:
+        return d.astimezone(dt.timezone.utc)
+    except OverflowError:
+        raise InputError(f"{flag} '{text}': that time reaches before year 1 in UTC; use a later date") from None
 
 
 def _mode(spot) -> str:
@@ -133,14 +138,17 @@ def _run_hours(run: dict, at: dt.datetime) -> float:
 def report(ledger: Ledger, *, since: dt.datetime | None = None, recipe: str | None = None,
            at: str | None = None) -> dict:
     """Every matching run with its accounting, newest first, and the totals."""
-    coarse = since.strftime(_LEDGER_FMT)[:19] if since else None  # string bound; exact check below
+    # A string bound (the ledger stores ISO text); exact check below. Years before 1000 are not
+    # zero-padded by strftime, so they would compare after every real date: clamp to 1970.
+    coarse = max(since, _EPOCH).strftime(_LEDGER_FMT)[:19] if since else None
     runs = []
     for r in ledger.runs(since=coarse, recipe=recipe):
         if since and parse_time(r["started_at"]) < since:
             continue
         runs.append(run_cost(ledger, r, at=at))
     return clean({"ledger": str(ledger.path),
-                  "filters": {"since": since.strftime("%Y-%m-%dT%H:%M:%SZ") if since else None, "recipe": recipe},
+                  "filters": {"since": f"{since.year:04d}" + since.strftime("-%m-%dT%H:%M:%SZ") if since else None,
+                              "recipe": recipe},
                   "runs": runs, "totals": totals(runs)})
 
 
