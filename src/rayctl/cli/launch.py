@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import InputError
-from .render import console, dump_json, money
+from .render import console, dump_json, money, number_flag
 
 TARGET_HELP = "Where to run: local (default: the recipe's target), cloud, or an existing cluster's http://HEAD:8265."
 
@@ -45,6 +45,7 @@ def launch_cmd(
     from ..runs.launch import Reporter, check_target, launch
 
     tgt = check_target(target) if target is not None else None
+    number_flag("--wait", wait, high=7 * 24 * 3600, low_inclusive=True, what="seconds to queue")
     if objective is not None and objective not in ("per-token", "hourly"):
         raise InputError(f"--objective {objective}: must be one of per-token, hourly")
     r = recipe_mod.load(recipe)
