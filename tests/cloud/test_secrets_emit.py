@@ -116,3 +116,13 @@ def test_validation_errors_never_repeat_url_credentials(cli, tmp_path):
         res = cli(*args)
         assert res.code == 2, res
         assert "hunter2pw" not in res.out + res.err and "target" in res.out + res.err
+
+
+@pytest.mark.parametrize("target, why", [("http://u:pw@h:99999", "out of range"), ("http://u:pw@", "no host"),
+                                         ("https://:8265", "no host")])
+def test_validation_refuses_targets_launch_cannot_use(cli, tmp_path, target, why):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: t\nkind: train\ntarget: {target}\nworkload:\n  entrypoint: python x.py\n")
+    res = cli("validate", recipe)
+    assert res.code == 2, res
+    assert why in res.err and "field 'target'" in res.err and "pw" not in res.err

@@ -301,6 +301,22 @@ def _non_finite(value, path: tuple):
             yield from _non_finite(v, path + (i,))
 
 
+def _bad_address(url: str) -> str | None:
+    """Why an http(s) target cannot be a cluster address (no host, a port out of range), or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        port = u.port  # ValueError when out of range or not a number
+    except ValueError as e:
+        return str(e)
+    if not u.hostname:
+        return "it names no host"
+    if port == 0:
+        return "port 0"
+    return None
+
+
 def _python_checks(doc: dict, bad: set) -> list:
     """Cron expressions and each kind's workload rules, where the schema found nothing wrong."""
     if not isinstance(doc, dict):
@@ -314,6 +330,12 @@ def _python_checks(doc: dict, bad: set) -> list:
             check_cron(sched, fires=False)
         except CronError as e:
             out.append((("schedule",), f"'{sched}' is not a cron expression cron can run: {e}", False))
+    target = doc.get("target")
+    if isinstance(target, str) and target.startswith(("http://", "https://")) and ("target",) not in bad:
+        why = _bad_address(target)
+        if why:
+            out.append((("target",), f"'{target}' is not a Ray dashboard address: {why} "
+                                     "(expected http://HEAD:8265)", False))
     mod = spec.KINDS.get(doc.get("kind"))
     wl = doc.get("workload")
     if mod is None or not isinstance(wl, dict) or "entrypoint" in wl:
