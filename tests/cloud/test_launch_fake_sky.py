@@ -450,3 +450,61 @@ def test_unreadable_serve_counters_are_a_visible_warning(write_recipe, mini_cata
     assert row["status"] == "stopped" and fake.clusters == {}
     assert "could not read the serve app's token counters" in capsys.readouterr().err
     assert "serve_metrics_unreadable" in kinds(ledger, rid)
+
+
+def _status_until_final(ledger, rid, fake, clock, polls=20):
+    for _ in range(polls):
+        st = skypilot.cloud_status(ledger.get(rid), ledger, sky=fake, clock=clock)
+        if st["status"] in ("succeeded", "failed", "stopped"):
+            return st
+        clock.sleep(60)
+    return st
+
+
+def test_detached_run_keeps_the_budget_it_started_with(write_recipe, mini_catalog, ledger, clock, capsys):
+    """Issue 10: the budget is stored with the run at launch; `status` of the detached run enforces it
+    even when the recipe file is gone (it used to re-read the recipe and silently mean 'no budget')."""
+    text = TRAIN + "budget:\n  max_hours: 0.1\n"
+    r, p, rid = setup(write_recipe, mini_catalog, ledger, text)
+    fake = FakeSky(run_polls=1000)
+    row = launch(r, p, ledger, rid, fake, clock, detach=True)
+    assert row["budget"] == {"max_usd": None, "max_hours": 0.1}
+    import os
+
+    os.unlink(r.path)  # the stored budget is what counts now
+    st = _status_until_final(ledger, rid, fake, clock)
+    row = ledger.get(rid)
+    assert st["status"] == "stopped" and "max_hours" in row["reason"], row
+    assert "budget_stop" in kinds(ledger, rid) and "budget_unknown" not in kinds(ledger, rid)
+    assert clock.slept <= 0.1 * 3600 and fake.clusters == {}
+    assert "budget is unknown" not in capsys.readouterr().err
+
+
+def test_reattach_without_a_stored_budget_rereads_the_recipe(write_recipe, mini_catalog, ledger, clock):
+    """A run launched by an older rayctl has no budget stored: its recipe's budget applies."""
+    r, p, rid = setup(write_recipe, mini_catalog, ledger, TRAIN + "budget:\n  max_hours: 0.1\n")
+    fake = FakeSky(run_polls=1000)
+    launch(r, p, ledger, rid, fake, clock, detach=True)
+    ledger.update(rid, budget=None)
+    st = _status_until_final(ledger, rid, fake, clock)
+    assert st["status"] == "stopped" and "budget_stop" in kinds(ledger, rid) and fake.clusters == {}
+
+
+def test_reattach_with_no_budget_and_an_unreadable_recipe_warns(write_recipe, mini_catalog, ledger, clock, capsys):
+    r, p, rid = setup(write_recipe, mini_catalog, ledger, TRAIN + "budget:\n  max_hours: 0.1\n")
+    fake = FakeSky(run_polls=1000)
+    launch(r, p, ledger, rid, fake, clock, detach=True)
+    ledger.update(rid, budget=None)  # as an older rayctl left it
+    with open(r.path, "w") as f:
+        f.write("name: [unclosed\n")
+    capsys.readouterr()
+    for _ in range(2):
+        skypilot.cloud_status(ledger.get(rid), ledger, sky=fake, clock=clock)
+        clock.sleep(60)
+    err = capsys.readouterr().err
+    assert f"run {rid}: its budget is unknown" in err and str(r.path) in err and "not enforced" in err, err
+    ev = ledger.events(rid, kind="budget_unknown")
+    assert len(ev) == 1 and ev[0]["detail"]["recipe_path"] == str(r.path)  # recorded once, said each time
+    assert ledger.get(rid)["status"] not in ("stopped", "failed")
+    skypilot.cloud_stop(ledger.get(rid), ledger, sky=fake, clock=clock)
+    assert fake.clusters == {}

@@ -31,7 +31,6 @@ sticker price with a warning, or exits 2 when `--preemption-aware` was asked for
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,39 +73,27 @@ def _parse(ts: str) -> dt.datetime:
 
 
 def history(ledger_path: str | Path | None = None, now: dt.datetime | None = None) -> History:
-    """Preemption evidence from the ledger (empty when there is no ledger)."""
-    if ledger_path is None:
-        from ..settings import rayctl_home
+    """Preemption evidence from the ledger, read-only (empty when there is no ledger)."""
+    from ..ledger import Ledger
 
-        ledger_path = rayctl_home() / "ledger.db"
-    p = Path(ledger_path)
     h = History()
-    if not p.is_file():
+    led = Ledger.open_readonly(ledger_path)
+    if led is None:
         return h
     now = now or dt.datetime.now(dt.timezone.utc)
-    from ..ledger import ledger_error
-
-    try:
-        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error as e:
-        raise ledger_error(p, e) from None
-    try:
-        try:
-            for cloud, region, itype, n in db.execute(
-                    "SELECT cloud, region, instance_type, COUNT(*) FROM events WHERE kind = 'preemption' "
-                    "AND cloud IS NOT NULL GROUP BY cloud, region, instance_type"):
-                h.events[(cloud, region, itype)] = int(n)
-            for cloud, region, itype, start, end, nodes in db.execute(
-                    "SELECT cloud, region, instance_type, started_at, ended_at, nodes FROM segments "
-                    "WHERE spot = 1 AND cloud IS NOT NULL"):
-                try:
-                    hours = ((_parse(end) if end else now) - _parse(start)).total_seconds() / 3600.0
-                except (TypeError, ValueError):
-                    continue
-                key = (cloud, region, itype)
-                h.hours[key] = h.hours.get(key, 0.0) + max(0.0, hours) * (nodes or 1)
-        except sqlite3.Error as e:
-            raise ledger_error(p, e) from None
-    finally:
-        db.close()
+    with led:
+        for e in led.events(kind="preemption"):
+            if e["cloud"] is not None:
+                key = (e["cloud"], e["region"], e["instance_type"])
+                h.events[key] = h.events.get(key, 0) + 1
+        for s in led.segments(spot=True):
+            if s["cloud"] is None:
+                continue
+            try:
+                hours = ((_parse(s["ended_at"]) if s["ended_at"] else now) - _parse(s["started_at"])
+                         ).total_seconds() / 3600.0
+            except (TypeError, ValueError):
+                continue
+            key = (s["cloud"], s["region"], s["instance_type"])
+            h.hours[key] = h.hours.get(key, 0.0) + max(0.0, hours) * (s["nodes"] or 1)
     return h

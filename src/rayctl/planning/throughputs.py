@@ -32,7 +32,6 @@ Nothing heavy is imported here: the planner must stay light.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -317,34 +316,24 @@ def _cite(r: Throughput) -> str:
 def measured_per_gpu(model: str | None, engine: str | None, ledger_path: str | Path | None = None) -> dict:
     """{accelerator lower: [output tok/s per GPU of each succeeded run]} for runs of this model
     and engine (engine None: any). One read-only query; no ledger file, no figures."""
-    if ledger_path is None:
-        from ..settings import rayctl_home
+    from ..ledger import Ledger, LedgerError
 
-        ledger_path = rayctl_home() / "ledger.db"
-    p = Path(ledger_path)
     out: dict[str, list] = {}
-    if not p.is_file():
-        return out
-    import sqlite3
     key = normalize(model) if model else None
-    try:
-        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error:
+    try:  # a ledger that cannot be read gives no figures (`plan` names it when it reads the preemption history)
+        led = Ledger.open_readonly(ledger_path)
+        if led is None:
+            return out
+        with led:
+            runs = led.runs(status=["succeeded"])
+    except LedgerError:
         return out
-    try:
-        rows = db.execute(
-            "SELECT accelerator, accelerator_count, nodes, output_tokens, duration_s, metrics FROM runs "
-            "WHERE status = 'succeeded' AND accelerator IS NOT NULL AND accelerator != '' "
-            "AND output_tokens > 0").fetchall()
-    except sqlite3.Error:
-        return out
-    finally:
-        db.close()
-    for acc, count, nodes, out_tok, dur, metrics in rows:
-        try:
-            m = json.loads(metrics) if metrics else {}
-        except ValueError:
-            m = {}
+    for r in runs:
+        tok = r["output_tokens"]
+        if not r["accelerator"] or not isinstance(tok, (int, float)) or not tok > 0:
+            continue
+        acc, count, nodes, out_tok, dur, m = (r["accelerator"], r["accelerator_count"], r["nodes"],
+                                               r["output_tokens"], r["duration_s"], r["metrics"])
         if not isinstance(m, dict):
             m = {}
         run_model = m.get("model")

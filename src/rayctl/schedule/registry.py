@@ -423,23 +423,21 @@ def _row(s: Schedule, state: str, count: int) -> dict:
 
 
 def _last_runs(names: list[str]) -> dict:
-    db = rayctl_home() / "ledger.db"
-    if not names or not db.exists():
-        return {}
-    import sqlite3
+    """{schedule: its latest run} from the ledger, read-only; none when there is no ledger or it cannot be read."""
+    from ..ledger import Ledger, LedgerError
 
     out: dict = {}
+    if not names:
+        return out
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-        try:
+        led = Ledger.open_readonly()
+        if led is None:
+            return out
+        with led:
             for name in names:
-                row = con.execute("SELECT id, status, started_at, ended_at, cost_usd FROM runs "
-                                  "WHERE schedule = ? ORDER BY started_at DESC, id DESC LIMIT 1", (name,)).fetchone()
-                if row:
-                    out[name] = dict(zip(("id", "status", "started_at", "ended_at", "cost_usd"), row))
-        finally:
-            con.close()
-    except sqlite3.Error:
+                for r in led.runs(schedule=name, limit=1):
+                    out[name] = {k: r[k] for k in ("id", "status", "started_at", "ended_at", "cost_usd")}
+    except LedgerError:
         return {}
     return out
 

@@ -13,7 +13,7 @@ How a launch goes:
    (from `rayctl pricing refresh`) for nodes x GPUs are dropped too.
 2. The task (`skypilot_task`): the remaining candidates in plan order as
    `resources.ordered`, so SkyPilot fails over in rayctl's order.
-3. The cluster is registered (`cloud_registry`) *before* SkyPilot is asked, then:
+3. The cluster is registered (`registry`, in the ledger) *before* SkyPilot is asked, then:
    - train / tune / batch-infer with `teardown.after: job` (the default): a SkyPilot
      managed job (`sky.jobs.launch`) with a recovery strategy. SkyPilot's controller
      relaunches a preempted spot cluster on the next candidate; the workload resumes
@@ -154,7 +154,9 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
     run = _Run(ledger, run_id, client, name, mode, used, recipe.resources.nodes, sink,
                {v: k for k, v in (zone_names or {}).items()}, clock, sleep, poll_s, quiet,
                budget=recipe.budget, start=start)
-    ledger.update(run_id, status="provisioning", cluster=name)
+    # stored with the run, so that `status`/`stop` of a detached run police the budget it started with
+    ledger.update(run_id, status="provisioning", cluster=name,
+                  budget={"max_usd": recipe.budget.max_usd, "max_hours": recipe.budget.max_hours})
     ledger.add_event(run_id, "launch", at=iso(start), detail={"cluster": name, "mode": mode, "candidates": len(used),
                                                "first": used[0].label if used else None})
     _say(f"launching {name} ({'managed job' if mode == 'managed' else 'cluster'}; {len(used)} candidate "

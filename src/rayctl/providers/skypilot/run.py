@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ...errors import JobFailed, RayctlError
+from ...ledger import FINAL
 from ...redact import redact
 from . import registry as registry
 from .sdk import CLUSTER_JOB_TERMINAL, MANAGED_TERMINAL, SkyClient
@@ -103,8 +104,8 @@ class _Run:
                 zmap = {}
         run = ledger.get(row["run_id"]) if row.get("run_id") else None
         budget = None
-        if run is not None and run.get("recipe_path"):
-            budget = _budget_of(run)
+        if run is not None and run["status"] not in FINAL:  # a finished run has no budget left to police
+            budget = _budget_of(ledger, run)
         r = cls(ledger, row["run_id"], client, row["name"], row["mode"], cands, row.get("nodes") or 1,
                 sink or LogSink(None, echo=False), {v: k for k, v in zmap.items()}, clock, sleep, POLL_S, quiet,
                 budget=budget, start=_epoch(run["started_at"]) if run else None, job_id=row.get("job_id"))
@@ -350,11 +351,27 @@ def _epoch(ts: str) -> float:
     return parse_time(ts).timestamp()
 
 
-def _budget_of(run: dict):
-    """The budget of the recipe a run came from (re-read from its file; None if unreadable)."""
-    try:
-        from ... import recipe as recipe_mod
+def _budget_of(ledger, run: dict):
+    """The budget the run started with (stored in the ledger at launch). A run launched by an older rayctl
+    has none stored: its recipe is read again; when that fails, the budget is not enforced and a warning
+    says so (on stderr and as a `budget_unknown` event, recorded once)."""
+    from ...recipe import Budget, load
 
-        return recipe_mod.load(run["recipe_path"]).budget
-    except Exception:
-        return None
+    stored = run.get("budget")
+    if isinstance(stored, dict):
+        return Budget(max_usd=stored.get("max_usd"), max_hours=stored.get("max_hours"))
+    path = run.get("recipe_path")
+    why = "the run records no recipe file"
+    if path:
+        try:
+            return load(path).budget
+        except Exception as e:  # whatever it is, it is said below: never a silent "no budget"
+            text = e.message if isinstance(e, RayctlError) else f"{type(e).__name__}: {e}"
+            why = f"its recipe {path} cannot be read: " + (redact(text).strip().splitlines() or [""])[0][:300]
+    sys.stderr.write(f"rayctl: warning: run {run['id']}: its budget is unknown (none was stored with the run, "
+                     f"and {why}); the budget is not enforced for this run. Stop it with "
+                     f"`rayctl stop {run['id']}` if it must not run on\n")
+    sys.stderr.flush()
+    if not ledger.events(run["id"], kind="budget_unknown"):
+        ledger.add_event(run["id"], "budget_unknown", detail={"recipe_path": path, "error": why})
+    return None
