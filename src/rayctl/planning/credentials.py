@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import configparser
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,15 +102,28 @@ def gcp_project() -> str | None:
     return _gcp_project_from_gcloud()
 
 
+@contextlib.contextmanager
+def _metadata_timeout(seconds: str):
+    """GCE_METADATA_TIMEOUT for google.auth's metadata probe, for this call only (a user's own value wins)."""
+    if "GCE_METADATA_TIMEOUT" in os.environ:
+        yield
+        return
+    os.environ["GCE_METADATA_TIMEOUT"] = seconds
+    try:
+        yield
+    finally:
+        os.environ.pop("GCE_METADATA_TIMEOUT", None)
+
+
 def _gcp() -> CloudCheck:
     try:
         import google.auth
         from google.auth import exceptions as gexc
     except ImportError:
         return CloudCheck("gcp", False, "google-auth is not installed", "pip install 'rayctl[cloud]'")
-    os.environ.setdefault("GCE_METADATA_TIMEOUT", "1")
     try:
-        _creds, project = google.auth.default()
+        with _metadata_timeout("1"):  # off GCP the metadata server probe would wait its default 3 s
+            _creds, project = google.auth.default()
     except gexc.DefaultCredentialsError:
         return CloudCheck("gcp", False, "no application-default credentials found", FIX["gcp"])
     except Exception as e:
