@@ -56,11 +56,8 @@ def imports(path: Path) -> list[tuple[int, str]]:
                 mod = node.module.split(".")
             else:
                 continue
-            if len(mod) == 1:  # `from .. import planning` / `from rayctl import x`
-                for a in node.names:
-                    out.append((node.lineno, f"rayctl.{a.name}"))
-            else:
-                out.append((node.lineno, ".".join(mod)))
+            for a in node.names:  # a submodule or a name in the module: resolved by the caller
+                out.append((node.lineno, ".".join(mod + [a.name])))
         elif isinstance(node, ast.Import):
             for a in node.names:
                 if a.name.split(".")[0] == "rayctl" and a.name != "rayctl":
@@ -91,3 +88,43 @@ def test_doc_lists_the_same_order():
         if unit.startswith("__"):
             continue
         assert re.search(rf"`{unit}(/|\.py)`", text), f"docs/architecture.md does not mention `{unit}`"
+
+
+def _module_of(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycles():
+    """No two modules import each other, directly or through others (imports inside functions count:
+    a cycle there is a design knot even when Python tolerates it). A package's __init__ importing its
+    own submodules (re-exports) is not a cycle of design, so edges into a package's own __init__
+    from inside that package are left out."""
+    modules = {_module_of(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for mod, path in modules.items():
+        for _, target in imports(path):
+            while target not in modules and "." in target:  # `from pkg import name`: the module it names
+                target = target.rsplit(".", 1)[0]
+            if target == mod or target not in modules:
+                continue
+            if mod.startswith(target + "."):  # a submodule importing its own package
+                continue
+            graph[mod].add(target)
+    cycles, state = [], {}
+
+    def visit(m, stack):
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                cycles.append(" -> ".join(stack[stack.index(t):] + [t]))
+            elif t not in state:
+                visit(t, stack)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
