@@ -250,8 +250,8 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
             if cl is not None and job_id is not None:
                 try:
                     final = jobs.stop(cl, job_id)
-                except Exception as e:  # noqa: BLE001 - still record the interruption
-                    rep.warn(f"could not stop Ray job {job_id}: {e}")
+                except Exception as err:  # noqa: BLE001 - still record the interruption
+                    rep.warn(f"could not stop Ray job {job_id}: {err}")
             _record_end(led, run_id, e, INTERRUPTED + (f"; {jobs.stopped_words(final)}" if final else ""),
                         **report.ledger_fields())
         raise Interrupted(f"run {run_id} interrupted" + (f"; its job was stopped ({jobs.stopped_words(final)})"
