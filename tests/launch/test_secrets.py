@@ -84,12 +84,12 @@ def test_local_head_has_token_auth(local_cluster):
 
 
 def test_secrets_file_is_private(rayctl_home):
-    from rayctl.runs import launch
+    from rayctl.runs import secrets
 
-    p = launch._write_secrets_file("run-x", {"HF_TOKEN": "v"})
+    p = secrets._write_secrets_file("run-x", {"HF_TOKEN": "v"})
     assert stat.S_IMODE(p.stat().st_mode) == 0o600 and stat.S_IMODE(p.parent.stat().st_mode) == 0o700
     assert p.parent == rayctl_home / "secrets"
-    launch.remove_secrets_file("run-x")
+    secrets.remove_secrets_file("run-x")
     assert not p.exists()
 
 

@@ -31,7 +31,7 @@ def report(
 
     since_dt = accounting.parse_since(since) if since is not None else None
     with Ledger() as led:
-        from ..runs.launch import reconcile
+        from ..runs.reconcile import reconcile
 
         reconcile(led)  # a run whose launch was killed gets its outcome before it is costed
         doc = accounting.report(led, since=since_dt, recipe=recipe)

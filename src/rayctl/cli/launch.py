@@ -1,4 +1,5 @@
-"""`rayctl launch`, `runs`, `status`, `logs`, `stop`, `down`: parse, call rayctl.runs.launch, render."""
+"""`rayctl launch`, `runs`, `status`, `logs`, `stop`, `down`: parse, call rayctl.runs (launch, reconcile,
+control), render."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def launch_cmd(
     Exit codes: 0 succeeded (or serving, or submitted with --detach); 1 failed, stopped, or its resources are held by other work; 2 invalid input; 130 interrupted (the job is stopped).
     """
     from .. import recipe as recipe_mod
-    from ..runs.launch import Reporter, check_target, launch
+    from ..runs.launch import check_target, launch
+    from ..runs.reporter import Reporter
 
     tgt = check_target(target) if target is not None else None
     number_flag("--wait", wait, high=7 * 24 * 3600, low_inclusive=True, what="seconds to queue")
@@ -128,7 +130,7 @@ def runs_cmd(
     recipe: Optional[str] = typer.Option(None, "--recipe", help="Only runs of this recipe name."),
 ) -> None:
     """List recorded runs, newest first (live runs are first checked against their clusters)."""
-    from ..runs.launch import reconcile
+    from ..runs.reconcile import reconcile
     from ..ledger import STATUSES, Ledger
 
     for s in status or []:
@@ -171,7 +173,7 @@ def status_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the run as one JSON document."),
 ) -> None:
     """Show one run, refreshed from its cluster while it is live."""
-    from ..runs.launch import refresh
+    from ..runs.reconcile import refresh
     from ..ledger import Ledger
 
     with Ledger() as led:
@@ -201,7 +203,8 @@ def logs_cmd(
 ) -> None:
     """Print a run's job log (from the cluster while it runs, else from the saved log file)."""
     from ..runs import jobs
-    from ..runs.launch import LIVE, _client_or_none, get_run, refresh
+    from ..runs.control import client_or_none
+    from ..runs.reconcile import LIVE, get_run, refresh
     from ..ledger import Ledger
 
     with Ledger() as led:
@@ -212,7 +215,7 @@ def logs_cmd(
             skypilot.cloud_logs(row, follow, led)
             return
         if row["status"] in LIVE and row.get("ray_job_id") and row["target"] != "cloud":
-            cl = _client_or_none(row.get("ray_address"))
+            cl = client_or_none(row.get("ray_address"))
             if cl is not None:
                 if follow:
                     # Only watch: never stop the job for waiting (no pending/busy limits here).
@@ -232,7 +235,8 @@ def logs_cmd(
 
 def stop_cmd(run: str = typer.Argument(..., help="Run id (or a unique prefix).", show_default=False)) -> None:
     """Stop a running job or a serving app; the run is recorded as stopped."""
-    from ..runs.launch import LIVE, get_run, stop_run
+    from ..runs.control import stop_run
+    from ..runs.reconcile import LIVE, get_run
     from ..ledger import Ledger
 
     with Ledger() as led:
@@ -249,7 +253,7 @@ def down_cmd(
     all_: bool = typer.Option(False, "--all", help="Stop the local cluster and tear down every cloud cluster rayctl created."),
 ) -> None:
     """Stop a cluster rayctl started (the local Ray head by default), and the runs on it."""
-    from ..runs.launch import down
+    from ..runs.control import down
     from ..ledger import Ledger
 
     if all_:
@@ -269,17 +273,15 @@ def down_cmd(
 
 def _down_all() -> None:
     """`rayctl down --all`: the local head, then every cloud cluster in rayctl's registry."""
-    from ..runs.launch import down
+    from ..runs.control import down
     from ..ledger import Ledger
 
     failed = 0
     with Ledger() as led:
         local = down(led, "local")
         typer.echo("local: " + ("stopped" if local else "not running"))
-        try:
-            from ..providers.skypilot import provider as skypilot
-        except ModuleNotFoundError:
-            return
+        from ..providers.skypilot import provider as skypilot
+
         for r in skypilot.down_all(led):
             typer.echo(f"{r['name']}: {r['result']}" + (f" (run {r['run_id']})" if r.get("run_id") else ""))
             failed += r["result"] != "down"

@@ -3,7 +3,7 @@ rows/trials/epochs the job reports, and the job's log lines scrolling above it."
 
 from __future__ import annotations
 
-from ..runs.launch import Reporter, format_progress
+from ..runs.reporter import Reporter, format_progress
 
 
 class RichReporter(Reporter):
