@@ -122,7 +122,7 @@ def local_cluster():
     own RAYCTL_HOME, ledger and logs), and stopped at the end of the session by its
     own processes only (never `ray stop`: other Ray clusters may share this machine).
     It runs with Ray's token auth on, as every rayctl-owned head does: talk to it with
-    `rayctl.runs.jobs.auth_headers(address)` or `local.ray_env(cluster)`.
+    `rayctl.runs.cluster_api.auth_headers(address)` or `local.ray_env(cluster)`.
     """
     import shutil
     import tempfile

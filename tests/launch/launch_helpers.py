@@ -22,7 +22,7 @@ def ray_job_status(address: str, job_id: str) -> str:
     """The job's status as the Ray dashboard's REST API reports it."""
     import urllib.request
 
-    from rayctl.runs.jobs import auth_headers
+    from rayctl.runs.cluster_api import auth_headers
 
     req = urllib.request.Request(f"{address}/api/jobs/{job_id}", headers=auth_headers(address))
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10) as r:

@@ -1,6 +1,6 @@
-"""Why a job failed, in one line: jobs.failure_reason reads the job's message and its log tail."""
+"""Why a job failed, in one line: follow.failure_reason reads the job's message and its log tail."""
 
-from rayctl.runs.jobs import failure_reason
+from rayctl.runs.follow import failure_reason
 
 
 def test_failure_reason_names_the_exception():

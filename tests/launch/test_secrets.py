@@ -66,7 +66,7 @@ def _agent_logs(cluster) -> str:
 
 
 def test_local_head_has_token_auth(local_cluster):
-    from rayctl.runs.jobs import auth_headers
+    from rayctl.runs.cluster_api import auth_headers
 
     token = Path(local_cluster.auth_token_path)
     assert token.is_file() and stat.S_IMODE(token.stat().st_mode) == 0o600
@@ -95,7 +95,7 @@ def test_secrets_file_is_private(rayctl_home):
 
 @pytest.mark.timeout(300)
 def test_secret_reaches_the_job_but_not_its_runtime_env(cli, tmp_path, local_cluster, rayctl_home):
-    from rayctl.runs.jobs import auth_headers
+    from rayctl.runs.cluster_api import auth_headers
 
     secret = "hf_LocalSecretValue_9f8e7d6c5b4a"
     sdir = str(rayctl_home / "secrets")

@@ -26,7 +26,7 @@ def submit(address: str, spec, timeout: float = 300) -> Finished:
 
     from rayctl import protocol
 
-    from rayctl.runs.jobs import auth_headers
+    from rayctl.runs.cluster_api import auth_headers
 
     client = JobSubmissionClient(address, headers=auth_headers(address) or None)
     t0 = time.monotonic()

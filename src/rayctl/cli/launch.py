@@ -202,8 +202,8 @@ def logs_cmd(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
 ) -> None:
     """Print a run's job log (from the cluster while it runs, else from the saved log file)."""
-    from ..runs import jobs
     from ..runs.control import client_or_none
+    from ..runs.follow import follow as follow_job
     from ..runs.reconcile import LIVE, get_run, refresh
     from ..ledger import Ledger
 
@@ -219,8 +219,8 @@ def logs_cmd(
             if cl is not None:
                 if follow:
                     # Only watch: never stop the job for waiting (no pending/busy limits here).
-                    jobs.follow(cl, row["ray_job_id"], pending_timeout=float("inf"),
-                                on_line=lambda ln: (sys.stdout.write(ln + "\n"), sys.stdout.flush()))
+                    follow_job(cl, row["ray_job_id"], pending_timeout=float("inf"),
+                               on_line=lambda ln: (sys.stdout.write(ln + "\n"), sys.stdout.flush()))
                     refresh(led, row["id"])
                 else:
                     sys.stdout.write(cl.get_job_logs(row["ray_job_id"]))

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import jobs
+from .capacity import ResourcesBusy, cluster_resources, describe_resources, fmt_amount
 from ..errors import RayctlError
 
 FILE = "admissions.json"
@@ -40,7 +41,7 @@ POLL_S = 2.0
 SETTLE_S = 8.0  # a job that just ended gives its CPUs back to Ray within a few seconds
 
 
-class Refused(jobs.ResourcesBusy):
+class Refused(ResourcesBusy):
     """The run's CPUs/GPUs are held by other work on the cluster (exit 1)."""
 
     job_stopped = False
@@ -113,7 +114,7 @@ def _me() -> tuple[int, float | None]:
 
 
 def _fmt(x: float) -> str:
-    return jobs._fmt(x)
+    return fmt_amount(x)
 
 
 def admit(cdir: Path, address: str, run_id: str, cpus: float, gpus: float, *, wait_s: float = 0.0,
@@ -134,7 +135,7 @@ def admit(cdir: Path, address: str, run_id: str, cpus: float, gpus: float, *, wa
             live = [e for e in entries if _live(e, address)]
             why = None
             if need["CPU"] or need["GPU"]:
-                res = jobs.cluster_resources(address, timeout=5.0)
+                res = cluster_resources(address, timeout=5.0)
                 why = _short(need, live, res, address)
             if why is None:
                 live.append({"run_id": run_id, "address": address, "cpus": need["CPU"], "gpus": need["GPU"],
@@ -185,7 +186,7 @@ def _short(need: dict, live: list[dict], res: dict | None, address: str) -> str 
             used, tot = res.get(k, (0.0, 0.0))
             if need[k] > tot - used + 1e-9:
                 return (f"only {_fmt(tot - used)} of {_fmt(tot)} {k}s are free on the Ray cluster at {address}; "
-                        f"the rest are held by other work ({jobs.describe_resources(res)})")
+                        f"the rest are held by other work ({describe_resources(res)})")
     return None
 
 

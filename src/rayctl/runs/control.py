@@ -16,16 +16,17 @@ from .reconcile import LIVE, metrics_url, refresh, serve_fields, serve_metrics
 from .secrets import remove_secrets_file
 from ..errors import InputError, RayctlError
 from ..ledger import FINAL, Ledger
+from .cluster_api import client, probe
 
 
 def client_or_none(address: str | None):
     if not address:
         return None
     try:
-        jobs.probe(address, timeout=3.0)
+        probe(address, timeout=3.0)
     except InputError:
         return None
-    return jobs.client(address)
+    return client(address)
 
 
 

@@ -34,6 +34,10 @@ from .signals import no_interrupts, signals_as_interrupt
 from ..settings import rayctl_home
 from ..errors import InputError, Interrupted, JobFailed, RayctlError
 from ..ledger import FINAL, Ledger, new_run_id
+from ..redact import redact_url
+from .capacity import check_fits, check_resources, cluster_resources
+from .cluster_api import client, parse_address, probe
+from .follow import failure_reason, follow
 
 TARGET_RE = re.compile(r"^(local|cloud|https?://\S+)$")
 INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
@@ -44,17 +48,17 @@ def check_target(target: str, where: str = "--target") -> str:
     `shown_target(target)` instead.
     """
     if not isinstance(target, str) or not TARGET_RE.match(target):
-        raise InputError(f"{where}: '{jobs.redact_url(target)}' is not a target; use local, cloud, or an existing "
+        raise InputError(f"{where}: '{redact_url(target)}' is not a target; use local, cloud, or an existing "
                          "Ray cluster's dashboard address such as http://head:8265")
     if target.startswith("http"):
-        jobs.parse_address(target, where)  # host and port must parse
+        parse_address(target, where)  # host and port must parse
         return target.rstrip("/")
     return target
 
 
 def shown_target(target: str) -> str:
     """What the ledger stores and rayctl prints for a target: a URL without its credentials."""
-    return jobs.parse_address(target).url if target.startswith("http") else target
+    return parse_address(target).url if target.startswith("http") else target
 
 
 def launch(recipe, *, target: str | None = None, detach: bool = False, quiet: bool = False,
@@ -126,7 +130,7 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
             admitted = _admit(led, run_id, rep, local_provider.cluster_dir(), address, spec, wait)
         else:
             address, extra_env = target, {}
-            v = jobs.probe(address)
+            v = probe(address)
             rep.stage(f"Ray {v.get('ray_version', '?')} cluster at {shown}")
             led.update(run_id, cluster=shown, ray_address=shown)
             led.open_segment(run_id, cloud=None, nodes=1, hourly_usd_per_node=0.0)
@@ -145,7 +149,7 @@ def _admit(led: Ledger, run_id: str, rep: Reporter, cdir: Path, address: str, sp
     """Admission on the local cluster (rayctl.runs.admission): reserve the job's needs, queue, or refuse."""
     from . import admission
 
-    jobs.check_fits(address, spec.needs_cpus, spec.needs_gpus)  # never fits: exit 2, not a queue
+    check_fits(address, spec.needs_cpus, spec.needs_gpus)  # never fits: exit 2, not a queue
 
     def on_wait(what: str) -> None:
         row = led.get(run_id)
@@ -180,7 +184,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
     `user:pw@`; the ledger and messages get it without.
     """
     rep = reporter or Reporter()
-    shown = jobs.parse_address(address, "address").url
+    shown = parse_address(address, "address").url
     wrote_secrets = False
     log_path = led.get(run_id).get("log_path") or str(rayctl_home() / "logs" / f"{run_id}.log")
     cl = None
@@ -190,14 +194,14 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
     try:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "a", encoding="utf-8", errors="replace")
-        cl = jobs.client(address)
+        cl = client(address)
         busy_hint = _busy_hint(led, shown, run_id)
         if not busy_hint and led.get(run_id).get("cluster") == "local":
             from . import admission
             from ..providers import local as local_provider
 
             busy_hint = admission.holders_hint(local_provider.cluster_dir(), address, run_id)
-        for w in jobs.check_resources(address, spec.needs_cpus, spec.needs_gpus, busy_hint=busy_hint):
+        for w in check_resources(address, spec.needs_cpus, spec.needs_gpus, busy_hint=busy_hint):
             rep.warn(w)
         if led.get(run_id)["status"] in FINAL:  # `rayctl stop` got here first
             raise JobFailed(f"run {run_id} was stopped before its job was submitted")
@@ -230,7 +234,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
                     last_metrics_write[0] = now
                     led.update(run_id, **report.ledger_fields())
 
-        outcome = jobs.follow(cl, job_id, on_line=on_line, on_status=lambda st, _m: rep.job_status(st, job_id),
+        outcome = follow(cl, job_id, on_line=on_line, on_status=lambda st, _m: rep.job_status(st, job_id),
                               on_warning=rep.warn, time_limit=time_limit, address=address, busy_hint=busy_hint)
         fields = report.ledger_fields()
         if outcome.status == "SUCCEEDED":
@@ -241,7 +245,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         if outcome.status == "STOPPED":
             led.finish(run_id, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
             raise JobFailed(f"run {run_id} was stopped before it finished")
-        reason = jobs.failure_reason(outcome.message, outcome.last_lines, report.metrics.get("error"))
+        reason = failure_reason(outcome.message, outcome.last_lines, report.metrics.get("error"))
         led.finish(run_id, "failed", reason=reason, **fields)
         raise JobFailed(f"run {run_id} failed: {reason}\nlogs: {log_path} (or `rayctl logs {run_id}`)")
     except KeyboardInterrupt as e:
@@ -335,7 +339,7 @@ def local_gpus() -> int:
 
     state = local_provider.read_state()
     if state is not None and local_provider.healthy(state):
-        res = jobs.cluster_resources(state.address, timeout=3.0)
+        res = cluster_resources(state.address, timeout=3.0)
         if res is not None:
             return int(res.get("GPU", (0, 0))[1])
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":

@@ -20,6 +20,8 @@ from .reporter import ANSI_RE
 from .secrets import remove_secrets_file
 from ..errors import InputError
 from ..ledger import FINAL, Ledger
+from .cluster_api import _get
+from .follow import failure_reason
 
 LIVE = ("pending", "provisioning", "queued", "running", "serving")
 
@@ -55,7 +57,7 @@ def metrics_url(row: dict) -> str | None:
 def serve_metrics(url: str, timeout: float = 3.0) -> dict | None:
     """The Serve app's counters from its `/-/rayctl/metrics` URL, or None when it does not answer."""
     try:
-        doc = jobs._get(url, "", timeout)
+        doc = _get(url, "", timeout)
     except Exception:  # noqa: BLE001 - an app that is gone or does not count
         return None
     return doc if isinstance(doc, dict) else None
@@ -145,7 +147,7 @@ def refresh(led: Ledger, run: str) -> dict:
         return led.finish(rid, "succeeded", **fields)
     if st == "STOPPED":
         return led.finish(rid, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
-    return led.finish(rid, "failed", reason=jobs.failure_reason(doc.get("message") or "",
+    return led.finish(rid, "failed", reason=failure_reason(doc.get("message") or "",
                                                                 (text or "").splitlines()[-200:],
                                                                 report.metrics.get("error")), **fields)
 

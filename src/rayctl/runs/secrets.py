@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import jobs
 from ..settings import rayctl_home
+from ..redact import redact_url
 
 # Runs as the job's entrypoint on a cluster on this machine: reads the run's secrets file
 # (0600), deletes it, puts the values in the environment and execs the real entrypoint.
@@ -84,7 +84,7 @@ def with_secrets(spec, run_id: str, extra_env: dict, secrets_via: str, address: 
         return spec, extra_env
     if secrets_via != "file":
         rep.warn(f"the secrets in workload.env ({', '.join(sorted(secret))}) travel in the job's runtime_env on "
-                 f"the existing Ray cluster at {jobs.redact_url(address)}: anyone who can read that cluster's "
+                 f"the existing Ray cluster at {redact_url(address)}: anyone who can read that cluster's "
                  "dashboard (GET /api/jobs/) can read them, unless the cluster has Ray token auth "
                  "(RAY_AUTH_MODE=token; see docs/launch.md)")
         return spec, extra_env

@@ -1,0 +1,33 @@
+"""Is the local head up: its dashboard answers, with the session rayctl started, and the Jobs API is ready."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from .auth import auth_headers
+from .state import LocalCluster
+
+
+def get_json(url: str, timeout: float = 2.0, headers: dict | None = None):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+    with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
+        return json.loads(r.read().decode() or "null")
+
+
+def healthy(c: LocalCluster, timeout: float = 2.0) -> bool:
+    """The head answers on its dashboard and it is the same Ray session we started."""
+    try:
+        v = get_json(f"{c.address}/api/version", timeout, auth_headers(c))
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+    return isinstance(v, dict) and v.get("session_name") == c.session_name
+
+
+def jobs_api_ready(address: str, headers: dict) -> bool:
+    try:
+        get_json(f"{address}/api/jobs/", 3.0, headers)
+        return True
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
