@@ -49,6 +49,7 @@ from ...errors import InputError, Interrupted, JobFailed, RayctlError
 from ...redact import redact
 from . import registry as registry
 from . import task as tasks
+from .candidates import aws_zone_names
 from .run import POLL_S, BudgetExceeded, _log_path, _provider_error, _Run, _say, _Stop  # noqa: F401
 from .sdk import MANAGED_TERMINAL, SkyClient
 from .track import LogSink, iso
@@ -87,7 +88,7 @@ def _aws_zone_names(cands, quiet: bool):
     """(zone ID -> name mapping or None, region_only) for the AWS candidates."""
     if not any(c.cloud == "aws" and c.zone for c in cands):
         return None, False
-    m = tasks.aws_zone_names()
+    m = aws_zone_names()
     if m is not None:
         return m, False
     try:
