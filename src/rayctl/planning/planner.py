@@ -30,7 +30,7 @@ import gc
 import math
 from typing import Callable
 
-from .catalog import Catalog, Offer
+from .offers import Catalog, Offer
 from .objective import OBJECTIVES, attach_throughput, objective_for, recipe_model  # noqa: F401  (callers use planner.*)
 from .plan_result import Candidate, Plan, make_candidate, plain_number  # noqa: F401
 from ..errors import InputError, NoPlanError
