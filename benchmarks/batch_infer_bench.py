@@ -46,7 +46,7 @@ import json, sys, time
 t0 = time.perf_counter()
 import torch
 from rayctl.workloads import demo_model
-from rayctl.workloads.batch_infer import _generated_lengths
+from rayctl.workloads.batch_engines import generated_lengths
 src, dst, bs, new, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 if threads:
     torch.set_num_threads(threads)
@@ -66,7 +66,7 @@ with open(dst, "w") as out:
         with torch.inference_mode():
             o = model.generate(**enc, max_new_tokens=new, do_sample=False, pad_token_id=tok.pad_token_id)
         gen = o[:, enc["input_ids"].shape[1]:]
-        lens = _generated_lengths(gen, tok.eos_token_id)
+        lens = generated_lengths(gen, tok.eos_token_id)
         texts = tok.batch_decode(gen, skip_special_tokens=True)
         gen_s += time.perf_counter() - g0
         ins = enc["attention_mask"].sum(dim=1).tolist()

@@ -70,7 +70,7 @@ def skypilot(catalog: str, repeat: int) -> tuple[list[float], dict]:
 
 
 def synthetic(n: int, seed: int = 7):
-    from rayctl.planning.catalog import Catalog, Offer
+    from rayctl.planning.offers import Catalog, Offer
 
     rnd = random.Random(seed)
     clouds = ["aws", "gcp", "lambda", "runpod", "nebius", "cudo", "vast", "shadeform"]

@@ -131,7 +131,7 @@ def test_refresh_overlays_live_prices_on_the_catalog(creds, rayctl_home, tmp_pat
     od = {(o.instance_type, o.zone): o.price for o in cat.offers}
     assert od[("p4d.24xlarge", "use1-az2")] == 32.77          # on-demand is untouched
     # the account's zone names are saved for task generation
-    from rayctl.providers.skypilot.task import aws_zone_names
+    from rayctl.providers.skypilot.candidates import aws_zone_names
 
     assert aws_zone_names()["use1-az4"] == "us-east-1c"
 

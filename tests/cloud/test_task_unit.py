@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from rayctl import settings
+from rayctl.providers.skypilot import candidates, remote
 from rayctl.providers.skypilot import task as t
 
 
@@ -25,7 +26,7 @@ def test_remote_spec_moves_local_things_to_where_they_land(tmp_path):
                             "env_vars": {"RAYCTL_WORKLOAD": json.dumps(payload), "RAYCTL_HOME": "/home/me/.rayctl",
                                          "WANDB_API_KEY": "k-123456789", "MODE": "x"}}}
     notes: list = []
-    head, mounts, workdir, secrets = t.remote_spec(spec, "run-1", notes)
+    head, mounts, workdir, secrets = remote.remote_spec(spec, "run-1", notes)
     assert head["entrypoint"] == "python -m rayctl.workloads.batch_infer --x 1"
     env = head["runtime_env"]
     assert workdir == str(tmp_path) and env["working_dir"] == "~/sky_workdir"
@@ -53,10 +54,10 @@ def test_cluster_names_and_candidates(tmp_path):
 
     cands = [C("aws", "us-east-1", "use1-az1"), C("aws", "us-east-1", "use1-az2"), C("simplepod", "r", None),
              C("gcp", "us-central1", "us-central1-a")]
-    ordered, used = t.ordered_resources(cands, zone_names={"use1-az1": "us-east-1a"})
+    ordered, used = candidates.ordered_resources(cands, zone_names={"use1-az1": "us-east-1a"})
     # a zone this account lacks is tried at region level; clouds SkyPilot cannot provision are skipped
     assert [e["infra"] for e in ordered] == ["aws/us-east-1/us-east-1a", "aws/us-east-1",
                                             "gcp/us-central1/us-central1-a"]
-    ordered, used = t.ordered_resources(cands, aws_region_only=True)
+    ordered, used = candidates.ordered_resources(cands, aws_region_only=True)
     assert [e["infra"] for e in ordered] == ["aws/us-east-1", "gcp/us-central1/us-central1-a"]
     assert used == [cands[0], cands[3]]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from rayctl.workloads import batch_engines as E
 from rayctl.workloads import batch_infer as B
 from rayctl.workloads import common
 
@@ -17,24 +18,24 @@ def test_engine_choice(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else real(n, *a))
-    assert B._pick_engine(wl(engine="auto"), total_gpu=0) == "transformers"
-    assert B._pick_engine(wl(engine="auto"), total_gpu=4) == "transformers"  # no vllm: fall back
+    assert E.pick_engine(wl(engine="auto"), total_gpu=0) == "transformers"
+    assert E.pick_engine(wl(engine="auto"), total_gpu=4) == "transformers"  # no vllm: fall back
     with pytest.raises(common.WorkloadError, match=r"needs the vllm package .* `pip: \[vllm\]`"):
-        B._pick_engine(wl(engine="vllm"), total_gpu=4)
+        E.pick_engine(wl(engine="vllm"), total_gpu=4)
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: object() if n == "vllm" else real(n, *a))
-    assert B._pick_engine(wl(engine="auto"), total_gpu=1) == "vllm"
+    assert E.pick_engine(wl(engine="auto"), total_gpu=1) == "vllm"
     with pytest.raises(common.WorkloadError, match="runs on GPUs and this cluster has none"):
-        B._pick_engine(wl(engine="vllm"), total_gpu=0)
+        E.pick_engine(wl(engine="vllm"), total_gpu=0)
 
 
 def test_vllm_config_and_row_functions(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYCTL_HOME", str(tmp_path))
     w = wl(engine="vllm", model="/models/m", concurrency=[1, 3], batch_size=16, max_new_tokens=20,
            temperature=0.5, engine_kwargs={"max_model_len": 1024}, prompt_column="q")
-    cfg = B.vllm_config(w)
+    cfg = E.vllm_config(w)
     assert cfg.model_source == "/models/m" and cfg.concurrency == (1, 3) and cfg.batch_size == 16
     assert cfg.engine_kwargs["max_model_len"] == 1024 and cfg.chat_template_stage is False
-    pre, post = B.vllm_row_fns(w, ["id", "q"])
+    pre, post = E.vllm_row_fns(w, ["id", "q"])
     row = pre({"id": 7, "q": "hello"})
     assert row == {"id": 7, "q": "hello", "prompt": "hello",
                    "sampling_params": {"temperature": 0.5, "top_p": 1.0, "max_tokens": 20}}
@@ -49,8 +50,8 @@ def test_generated_lengths_stop_at_the_first_eos():
 
     eos, pad = 9, 8
     gen = torch.tensor([[1, 2, 3, 4], [1, 9, 8, 8], [9, 8, 8, 8], [1, 2, 9, 8]])
-    assert B._generated_lengths(gen, eos).tolist() == [4, 2, 1, 3]
-    assert B._generated_lengths(gen[:, :0], eos).tolist() == [0, 0, 0, 0]
+    assert E.generated_lengths(gen, eos).tolist() == [4, 2, 1, 3]
+    assert E.generated_lengths(gen[:, :0], eos).tolist() == [0, 0, 0, 0]
 
 
 def test_input_formats_from_extensions():

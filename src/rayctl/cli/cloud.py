@@ -166,10 +166,11 @@ def _catalog_status(hosted) -> dict:
     import datetime as dt
 
     from ..planning import catalog as catalog_mod
+    from ..planning.catalog_csv import declared_date
 
     path, label = catalog_mod.resolve(None)
     meta = (hosted.read_meta().get("clouds") or {}) if label.startswith(catalog_mod.REFRESHED_PREFIX) else {}
-    declared = catalog_mod._declared_date(path) if label == catalog_mod.SHIPPED_LABEL else None
+    declared = declared_date(path) if label == catalog_mod.SHIPPED_LABEL else None
     today = dt.datetime.now(dt.timezone.utc).date()
     clouds: dict = {}
     oldest = newest = None

@@ -37,9 +37,9 @@ def add(
 ) -> None:
     """Validate a recipe and a cron expression, then install a tagged line in the crontab."""
     from ..recipe import cron as cron_expr
-    from ..schedule import registry as sched
+    from ..schedule import install, registry as sched
 
-    s, what = sched.add(recipe, cron=cron, name=name, crontab_file=crontab_file, cron_user=cron_user,
+    s, what = install.add(recipe, cron=cron, name=name, crontab_file=crontab_file, cron_user=cron_user,
                         env=env or (), replace=replace)
     nxt = cron_expr.next_runs(s.cron, 1)[0].isoformat()
     where = f"crontab file {s.crontab}" if s.crontab else "your crontab"
@@ -54,9 +54,9 @@ def list_cmd(
                                                 help="Also look for rayctl lines in this crontab-format file."),
 ) -> None:
     """List schedules: cron, state in the crontab, next run time(s), last run."""
-    from ..schedule import registry as sched
+    from ..schedule import listing
 
-    rows = sched.listing(crontab_file=crontab_file, count=count)
+    rows = listing.listing(crontab_file=crontab_file, count=count)
     if json_out:
         dump_json({"schedules": rows})
         return
@@ -83,9 +83,9 @@ def remove(
                                                 help="Remove from this file (default: where it was installed)."),
 ) -> None:
     """Remove a schedule's crontab line; every other line stays byte-for-byte."""
-    from ..schedule import registry as sched
+    from ..schedule import install
 
-    _s, n, label = sched.remove(name, crontab_file=crontab_file)
+    _s, n, label = install.remove(name, crontab_file=crontab_file)
     typer.echo(f"removed schedule '{name}' ({n} line{'s' if n != 1 else ''} from {label})")
 
 
@@ -108,9 +108,9 @@ def sync(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ) -> None:
     """Install every recipe in FOLDER that carries `schedule:`; remove schedules whose recipe is gone."""
-    from ..schedule import registry as sched
+    from ..schedule import install
 
-    res = sched.sync(folder, crontab_file=crontab_file, dry_run=dry_run)
+    res = install.sync(folder, crontab_file=crontab_file, dry_run=dry_run)
     if json_out:
         dump_json({"dry_run": dry_run, **{k: [{"name": s.name, "cron": s.cron, "recipe": s.recipe}
                                               for s in getattr(res, k)]

@@ -28,171 +28,13 @@ from __future__ import annotations
 
 import gc
 import math
-from dataclasses import dataclass, field
 from typing import Callable
 
-from .catalog import Catalog, Offer
+from .offers import Catalog, Offer
+from .objective import OBJECTIVES, attach_throughput, objective_for, recipe_model  # noqa: F401  (callers use planner.*)
+from .plan_result import Candidate, Plan, make_candidate, plain_number  # noqa: F401
 from ..errors import InputError, NoPlanError
 from ..recipe import Recipe
-
-
-@dataclass(frozen=True)
-class Candidate:
-    cloud: str
-    region: str
-    zone: str | None
-    instance_type: str
-    accelerator: str
-    accelerator_count: int
-    spot: bool
-    hourly_usd_per_node: float
-    hourly_usd: float
-    vcpus: float | None = None
-    memory_gib: float | None = None
-    effective_hourly_usd: float | None = None
-    output_tokens_per_s: float | None = None  # per-token objective: the cluster's
-    throughput_source: str | None = None
-    throughput_runs: int | None = None
-    usd_per_1m_output_tokens: float | None = None
-    effective_usd_per_1m_output_tokens: float | None = None
-
-    def as_dict(self) -> dict:
-        d = {
-            "cloud": self.cloud, "region": self.region, "zone": self.zone,
-            "instance_type": self.instance_type, "accelerator": self.accelerator,
-            "accelerator_count": self.accelerator_count, "spot": self.spot,
-            "hourly_usd_per_node": self.hourly_usd_per_node, "hourly_usd": self.hourly_usd,
-        }
-        if self.effective_hourly_usd is not None:
-            d["effective_hourly_usd"] = self.effective_hourly_usd
-        if self.throughput_source is not None:
-            d["output_tokens_per_s"] = self.output_tokens_per_s
-            d["throughput_source"] = self.throughput_source
-            if self.throughput_runs is not None:
-                d["throughput_runs"] = self.throughput_runs
-            d["usd_per_1m_output_tokens"] = self.usd_per_1m_output_tokens
-            if self.effective_usd_per_1m_output_tokens is not None:
-                d["effective_usd_per_1m_output_tokens"] = self.effective_usd_per_1m_output_tokens
-        return d
-
-    @property
-    def label(self) -> str:
-        where = "/".join(x for x in (self.cloud, self.region, self.zone) if x)
-        return f"{where} {self.instance_type} {self.accelerator}:{self.accelerator_count}" \
-               f" {'spot' if self.spot else 'on-demand'}"
-
-
-@dataclass
-class Plan:
-    recipe: str
-    kind: str
-    nodes: int
-    spot_mode: str
-    catalog_source: str
-    catalog_as_of: str | None
-    ranked: list = field(repr=False)  # [(spot, [(effective, cluster $/h, Offer), ...])] in failover order
-    feasible: int
-    hours: float
-    budget_usd: float | None
-    ranking: str = "sticker"
-    warnings: list[str] = field(default_factory=list)
-    with_effective: bool = False
-    objective: str = "hourly"
-    figures: dict = field(default_factory=dict)  # per-token: accelerator -> Figure | None
-    throughput_model: str | None = None
-    throughput_engine: str | None = None
-    baselines: dict | None = None  # `--api` / `compare_to`: the managed-API comparison
-    _candidates: list | None = field(default=None, repr=False)
-
-    @property
-    def candidates(self) -> list[Candidate]:
-        """The failover order (built on first use: large catalogs rank many offers)."""
-        if self._candidates is None:
-            self._candidates = [_candidate(r, s, self.nodes, self.with_effective, self.figures)
-                                for s, rows in self.ranked for r in rows]
-        return self._candidates
-
-    @property
-    def chosen(self) -> Candidate:
-        if self._candidates is not None:
-            return self._candidates[0]
-        s, rows = next((s, rows) for s, rows in self.ranked if rows)
-        return _candidate(rows[0], s, self.nodes, self.with_effective, self.figures)
-
-    @property
-    def estimate_usd(self) -> float:
-        return round(self.chosen.hourly_usd * self.hours, 2)
-
-    def as_dict(self) -> dict:
-        d = {
-            "recipe": self.recipe,
-            "kind": self.kind,
-            "nodes": self.nodes,
-            "catalog": {"source": self.catalog_source, "as_of": self.catalog_as_of},
-            "chosen": self.chosen.as_dict(),
-            "candidates": [c.as_dict() for c in self.candidates],
-            "estimate": {"hours": _num(self.hours), "usd": self.estimate_usd},
-            "spot": self.spot_mode,
-            "feasible": self.feasible,
-            "ranking": self.ranking,
-            "objective": self.objective,
-        }
-        if self.budget_usd is not None:
-            d["budget_usd"] = _num(self.budget_usd)
-        if self.objective == "per-token":
-            d["throughput"] = {
-                "model": self.throughput_model, "engine": self.throughput_engine,
-                "figures": [_figure_doc(name, f) for name, f in sorted(self.figures.items())],
-            }
-        if self.baselines is not None:
-            d["baselines"] = self.baselines
-        return d
-
-
-def _figure_doc(name: str, f) -> dict:
-    if f is None:
-        return {"accelerator": name, "output_tokens_per_s_per_gpu": None, "source": None,
-                "basis": "no measured, published or scalable figure; state one with --gpu-throughput"}
-    d = {"accelerator": name, "output_tokens_per_s_per_gpu": round(f.per_gpu, 3), "source": f.source}
-    if f.runs is not None:
-        d["runs"] = f.runs
-    if f.model:
-        d["model"] = f.model
-    if f.engine:
-        d["engine"] = f.engine
-    d["basis"] = f.basis
-    if f.note:
-        d["note"] = f.note
-    return d
-
-
-OBJECTIVES = ("per-token", "hourly")
-
-
-def objective_for(recipe: Recipe, flag: str | None = None) -> str:
-    """`--objective`, else `resources.objective`, else per-token for batch-infer/serve, hourly otherwise."""
-    if flag is not None:
-        if flag not in OBJECTIVES:
-            raise InputError(f"--objective {flag}: must be one of {', '.join(OBJECTIVES)}")
-        return flag
-    obj = getattr(recipe.resources, "objective", None)
-    if obj:
-        return obj
-    return "per-token" if recipe.kind in ("batch-infer", "serve") else "hourly"
-
-
-def recipe_model(recipe: Recipe) -> tuple[str | None, str | None]:
-    """(model, engine) of a recipe's workload, for throughput figures."""
-    wl = recipe.workload if isinstance(recipe.workload, dict) else {}
-    model = wl.get("model") if isinstance(wl.get("model"), str) else None
-    engine = wl.get("engine") if isinstance(wl.get("engine"), str) else None
-    if engine is None and recipe.kind == "serve":
-        engine = "transformers"  # the built-in serve app runs the model with Hugging Face transformers
-    return model or "rayctl-demo", engine
-
-
-def _num(x: float):
-    return int(x) if float(x).is_integer() else x
 
 
 def effective_price(price: float, rate_per_hour: float, restart_minutes: float, checkpoint_minutes: float) -> float:
@@ -297,13 +139,13 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective="hourly", 
         if not any(within):
             c_row, c_spot = min(((r, spot) for spot, g in zip(modes, groups) for r in g),
                                 key=lambda rs: (rs[0][1], _tie(rs[0][2])))
-            c = _candidate(c_row, c_spot, nodes, rate_fn is not None, {})
+            c = make_candidate(c_row, c_spot, nodes, rate_fn is not None, {})
             cost = round(c.hourly_usd * hours, 2)
             buys = budget_usd / c.hourly_usd
             raise NoPlanError(
-                f"{recipe.path}: no offer fits the budget of ${budget_usd:,.2f} for {_num(hours)} h. "
+                f"{recipe.path}: no offer fits the budget of ${budget_usd:,.2f} for {plain_number(hours)} h. "
                 f"The cheapest feasible offer is {c.label} at ${c.hourly_usd:,.4f}/h for the cluster "
-                f"= ${cost:,.2f} for {_num(hours)} h; ${budget_usd:,.2f} buys {buys:.2f} h of it. "
+                f"= ${cost:,.2f} for {plain_number(hours)} h; ${budget_usd:,.2f} buys {buys:.2f} h of it. "
                 f"Raise the budget to at least ${cost:,.2f}, or shorten budget.max_hours.")
         groups = within
 
@@ -314,7 +156,7 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective="hourly", 
             from .throughputs import Resolver
 
             figures = Resolver(*recipe_model(recipe))
-        groups, figs = _per_token(groups, figures, nodes)
+        groups, figs = attach_throughput(groups, figures, nodes)
         missing = sorted(n for n, f in figs.items() if f is None)
         if missing:
             warnings.append(f"no throughput figure for {', '.join(missing)} (none measured, published or "
@@ -341,27 +183,6 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective="hourly", 
                 warnings=warnings, with_effective=rate_fn is not None, objective=objective,
                 figures=figs, throughput_model=getattr(figures, "model", None),
                 throughput_engine=getattr(figures, "engine", None))
-
-
-def _per_token(groups: list, figures, nodes: int) -> tuple[list, dict]:
-    """Rows become (effective $/1M output tokens, cluster $/h, offer, effective $/h, cluster tok/s);
-    a missing figure gives key inf and tok/s None."""
-    figs: dict = {}  # canonical accelerator name -> Figure | None
-    tps: dict = {}  # (accelerator, count) -> cluster output tokens/s | None
-    out = []
-    inf = float("inf")
-    for g in groups:
-        rows = []
-        for eff, cluster, o in g:
-            k = (o.accelerator, o.count)
-            t = tps.get(k, 0)
-            if t == 0:
-                f = figs[o.accelerator] if o.accelerator in figs else figures.figure(o.accelerator)
-                figs[o.accelerator] = f
-                t = tps[k] = f.tokens_per_s(o.count, nodes) if f is not None else None
-            rows.append((eff / (t * 3600.0) * 1e6 if t else inf, cluster, o, eff, t))
-        out.append(rows)
-    return out, figs
 
 
 def _rank_per_token(rows: list) -> list:
@@ -404,35 +225,6 @@ def _prefer(rows: list, preferred: set, pct: float) -> list:
         return rows
     ids = {id(r) for r in front}
     return front + [r for r in rows if id(r) not in ids]
-
-
-def _sig(x: float) -> float:
-    """10 significant digits: $ per 1M tokens are small numbers, and JSON stays stable."""
-    return float(f"{x:.10g}")
-
-
-def _candidate(r: tuple, spot: bool, nodes: int, with_effective: bool, figures: dict) -> Candidate:
-    if len(r) == 5:
-        key, cluster, o, eff, tps = r
-    else:
-        (eff, cluster, o), tps = r, None
-    per_node = o.spot_price if spot else o.price
-    extra = {}
-    if len(r) == 5:
-        f = figures.get(o.accelerator)
-        extra = dict(output_tokens_per_s=round(tps, 3) if tps else None,
-                     throughput_source=f.source if f is not None else "none",
-                     throughput_runs=f.runs if f is not None else None,
-                     usd_per_1m_output_tokens=_sig(per_node * nodes / (tps * 3600.0) * 1e6) if tps else None,
-                     effective_usd_per_1m_output_tokens=_sig(key) if tps and with_effective else None)
-    return Candidate(
-        cloud=o.cloud, region=o.region, zone=o.zone, instance_type=o.instance_type,
-        accelerator=o.accelerator, accelerator_count=o.count, spot=spot,
-        hourly_usd_per_node=round(per_node, 6), hourly_usd=round(per_node * nodes, 6),
-        vcpus=o.vcpus, memory_gib=o.memory_gib,
-        effective_hourly_usd=round(eff, 6) if with_effective else None,
-        **extra,
-    )
 
 
 def _no_match_message(recipe: Recipe, catalog: Catalog) -> str:

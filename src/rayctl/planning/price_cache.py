@@ -155,7 +155,7 @@ def overlay(cat, d: Path | None = None, now: dt.datetime | None = None):
     meta = read_meta(d)
     if not meta:
         return cat
-    from .catalog import Offer
+    from .offers import Offer
 
     applied = []
     offers = cat.offers
@@ -195,7 +195,7 @@ def _overlay_aws(offers: list, d: Path, Offer) -> tuple[list, int]:
     live: dict = {}
     covered: set = set()
     skipped = 0
-    from .catalog import PRICE_MAX, PRICE_MIN
+    from .catalog_csv import PRICE_MAX, PRICE_MIN
 
     for r in _read_csv(d / "aws" / "spot_prices.csv"):
         try:

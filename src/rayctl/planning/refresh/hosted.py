@@ -160,7 +160,7 @@ def _keep(cloud: str, row: list, iI: int, iA: int) -> bool:
 
 def _install(cloud: str, body: bytes, dest: Path, cancelled: threading.Event) -> int:
     """Check a downloaded vms.csv, then atomically replace `dest` with its GPU rows. Returns rows."""
-    from ..catalog import _REQUIRED, _read_cloud
+    from ..catalog_csv import _REQUIRED, _read_cloud
     from ...errors import InputError
 
     try:
