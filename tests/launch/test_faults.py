@@ -158,8 +158,10 @@ def private_cluster_dir():
 
 @pytest.mark.timeout(360)
 def test_a_dead_head_fails_the_run_fast_and_orphans_become_lost(cli, make_recipe, rayctl_home,
-                                                                private_cluster_dir):
+                                                                private_cluster_dir, monkeypatch):
     env = {"RAYCTL_LOCAL_CLUSTER_DIR": str(private_cluster_dir)}
+    # This test process reads the private head's job status too: with its auth token, not the session head's.
+    monkeypatch.setenv("RAYCTL_LOCAL_CLUSTER_DIR", str(private_cluster_dir))
     res = cli("launch", make_recipe(name="detached", args="10000"), "--detach", env=env)
     assert res.code == 0, res
     state = json.loads((private_cluster_dir / "state.json").read_text())

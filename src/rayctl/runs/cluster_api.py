@@ -71,8 +71,8 @@ def _local_cluster_for(url: str):
     try:
         from ..providers import local as local_provider
 
-        state = local_provider.read_state()
-    except Exception:  # noqa: BLE001 - no local cluster state: not ours
+        state = local_provider.read_state()  # None when there is none (or it is torn or foreign)
+    except OSError:  # unreadable state file: treat the address as not rayctl's own head
         return None
     return state if state is not None and state.address.rstrip("/") == url.rstrip("/") else None
 
