@@ -226,6 +226,8 @@ def test_invalid_recipe_is_exit_2_with_file_and_line(cli, make_recipe, crontab_f
     (["--name", "Nightly_Job"], "--name 'Nightly_Job': a schedule name is lower-case"),
     (["--env", "PATH=/tmp"], "PATH is set by rayctl"),
     (["--env", "NOEQUALS"], "expected KEY=VALUE"),
+    (["--env", "HF_TOKEN=hf_abcdefghijklmnop"], "--env HF_TOKEN=...: looks like a credential"),
+    (["--env", "DATABASE_URL=postgres://u:pw1234567@db/x"], "--env DATABASE_URL=...: looks like a credential"),
     (["--cron-user", "bad user"], "--cron-user 'bad user': not a user name"),
 ])
 def test_bad_flags_are_exit_2(cli, make_recipe, crontab_file, args, needle):
@@ -233,6 +235,7 @@ def test_bad_flags_are_exit_2(cli, make_recipe, crontab_file, args, needle):
     assert r.code == 2, r
     assert_no_traceback(r)
     assert needle in r.err, r.err
+    assert "abcdefghijklmnop" not in r.err and "pw1234567" not in r.err
     assert crontab_file.read_bytes() == FOREIGN
 
 

@@ -51,7 +51,22 @@ def report(err: RayctlError) -> None:
         sys.stderr.write(err.footer.rstrip() + "\n")
 
 
+def _loopback_without_proxy() -> None:
+    """rayctl's own heads listen on loopback (127.0.0.2): never send that through an HTTP proxy.
+
+    Ray's job client uses `requests`, which reads NO_PROXY; the CLI (the application, not
+    library code) adds loopback to it for this process when a proxy is configured.
+    """
+    if not any(os.environ.get(k) for k in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
+                                           "ALL_PROXY", "all_proxy")):
+        return
+    for k in ("NO_PROXY", "no_proxy"):
+        cur = [h for h in os.environ.get(k, "").split(",") if h]
+        os.environ[k] = ",".join(cur + [h for h in ("127.0.0.0/8", "localhost") if h not in cur])
+
+
 def main(argv: list[str] | None = None) -> None:
+    _loopback_without_proxy()
     try:
         app(args=argv, prog_name="rayctl", standalone_mode=True)
     except RayctlError as e:

@@ -139,16 +139,6 @@ def probe(address: str, timeout: float = PROBE_TIMEOUT_S) -> dict:
     return v
 
 
-def _no_proxy_for(host: str) -> None:
-    """Loopback never goes through an HTTP proxy (Ray's client uses `requests`, which reads NO_PROXY)."""
-    if not _is_loopback(host):
-        return
-    for k in ("NO_PROXY", "no_proxy"):
-        cur = os.environ.get(k, "")
-        if host not in cur.split(","):
-            os.environ[k] = f"{cur},{host}" if cur else host
-
-
 def client(address: str):
     """A Ray `JobSubmissionClient` for `address`, after a fast reachability probe.
 
@@ -156,7 +146,6 @@ def client(address: str):
     neither needed nor changed.
     """
     a = parse_address(address, "address")
-    _no_proxy_for(a.host)
     probe(address)
     try:
         from ray.job_submission import JobSubmissionClient

@@ -16,6 +16,7 @@ from . import crontab
 from .registry import Schedule
 from ..settings import rayctl_home
 from ..errors import InputError
+from ..redact import is_secret
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Variables a schedule's line always sets itself; --env may not override them.
@@ -34,6 +35,11 @@ def parse_env(pairs) -> dict:
             raise InputError(f"--env '{p}': {key} is set by rayctl for every scheduled run")
         if any(ord(c) < 32 for c in val):
             raise InputError(f"--env '{p}': the value holds a line break or control character")
+        if is_secret(key, val):
+            raise InputError(f"--env {key}=...: looks like a credential, and a crontab line and rayctl's schedule "
+                             "registry keep --env values in plain text. Put it in the recipe's workload.env "
+                             "instead (a file you control; rayctl hands secrets to the job without writing them "
+                             "anywhere else), or in your own environment file that the job reads")
         env[key] = val
     return env
 

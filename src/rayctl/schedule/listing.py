@@ -10,6 +10,7 @@ from . import crontab
 from .registry import Schedule, load_registry
 from ..settings import rayctl_home
 from ..errors import RayctlError
+from ..redact import is_secret, redact
 
 
 def listing(*, crontab_file=None, count: int = 1) -> list[dict]:
@@ -44,8 +45,8 @@ def listing(*, crontab_file=None, count: int = 1) -> list[dict]:
             continue
         for name, lines in crontab.tagged(content).items():
             if name not in reg:
-                rows.append({"name": name, "state": "unregistered", "crontab": key, "line": lines[0].decode(
-                    errors="replace"), "cron": None, "recipe": None, "next_runs": [], "last_run": None})
+                rows.append({"name": name, "state": "unregistered", "crontab": key, "line": redact(lines[0].decode(
+                    errors="replace")), "cron": None, "recipe": None, "next_runs": [], "last_run": None})
     return rows
 
 
@@ -57,7 +58,16 @@ def _row(s: Schedule, state: str, count: int) -> dict:
     return {"name": s.name, "state": state, "cron": s.cron, "recipe": s.recipe, "recipe_name": s.recipe_name,
             "kind": s.kind, "crontab": s.crontab, "source": s.source, "next_runs": nxt,
             "log": os.path.join(s.env.get("RAYCTL_HOME", str(rayctl_home())), "logs", f"schedule-{s.name}.log"),
-            "line": s.line}
+            "line": _masked(s.line, s.env)}
+
+
+def _masked(line: str | None, env: dict) -> str | None:
+    """A crontab line with the values of credential-like variables masked (schedules made
+    before `--env` refused them may still hold some)."""
+    if not line:
+        return line
+    values = tuple(str(v) for k, v in (env or {}).items() if is_secret(k, v) and len(str(v)) >= 4)
+    return redact(line, values)
 
 
 def _last_runs(names: list[str]) -> dict:
