@@ -1,5 +1,5 @@
 """The plan's objective: `hourly` ($/h) or `per-token` ($ per 1M output tokens), and for
-per-token the cluster throughput attached to each ranked row (`cost.throughputs` figures:
+per-token the cluster throughput attached to each ranked row (`planning.throughputs` figures:
 stated, measured, published or scaled)."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Ranking key, in order:
    key of step 3);
 3. the objective: `hourly` -- cluster $/h (nodes x per-node price); `per-token` -- $ per
    1M output tokens = cluster $/h / (cluster output tokens/s x 3600) x 1e6, where the
-   cluster's tokens/s = per-GPU figure x GPUs per node x nodes (`cost.throughputs`:
+   cluster's tokens/s = per-GPU figure x GPUs per node x nodes (`planning.throughputs`:
    stated, measured, published or scaled). Offers whose accelerator has no figure
    rank after every offer that has one, by $/h, with a warning;
 4. ties broken by cloud, region, zone, instance type, accelerator: deterministic.
@@ -47,7 +47,7 @@ def plan(recipe: Recipe, catalog: Catalog, *, budget_usd: float | None = None, h
          objective: str = "hourly", figures=None) -> Plan:
     """Rank the catalog's offers for `recipe`; raise NoPlanError (exit 3) when none fits.
 
-    With `objective="per-token"`, `figures` is a `cost.throughputs.Resolver` (or anything with
+    With `objective="per-token"`, `figures` is a `planning.throughputs.Resolver` (or anything with
     `.figure(accelerator) -> Figure | None`, plus optional `.model`/`.engine`)."""
     # The ranking allocates one tuple per feasible offer and no reference cycles; the
     # cyclic GC would only re-walk them (a 2x slowdown at 1M offers), so pause it.

@@ -7,7 +7,7 @@ happens, the row ends in a final status with a reason, and a Ctrl-C (or SIGTERM)
 stops the job before `Interrupted` (exit 130) is raised.
 
 Targets:
-- `local`: the rayctl-owned head (providers/local.py), started or reused; it stays up
+- `local`: the rayctl-owned head (providers/local/), started or reused; it stays up
   after the job (starting one costs 10-20 s), `rayctl down` stops it.
 - `http(s)://host:8265`: an existing cluster; rayctl only submits there.
 - `cloud`: `rayctl.providers.skypilot.launch_cloud` (the cloud provider).

@@ -11,8 +11,8 @@
 
 The fields of every kind's `workload:` (built-in settings and the user-code form) are
 declared once in `rayctl.recipe.kinds`, which the recipe validator reads. Nothing
-in this package imports the launcher side (rayctl.recipe, cli, launch, planner), and
-nothing here imports Ray.
+in this package imports the launcher side (cli, runs, planning, providers; see
+docs/architecture.md), and nothing here imports Ray at module level.
 """
 
 from __future__ import annotations
@@ -51,14 +51,7 @@ def job_spec(recipe, run_id: str) -> JobSpec:
     if is_user_code(recipe.workload):
         return user_job_spec(recipe, run_id)
     modname = MODULES[recipe.kind]
-    try:
-        mod = importlib.import_module(f"{__name__}.{modname}")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__name__}.{modname}":
-            raise
-        raise InputError(
-            f"{recipe.path}: the built-in '{recipe.kind}' runner (rayctl.workloads.{modname}) is not "
-            "installed in this rayctl; give the recipe your own code with workload.entrypoint") from None
+    mod = importlib.import_module(f"{__name__}.{modname}")  # rayctl's own: never optional
     spec = mod.job_spec(recipe, run_id)
     check_outputs(recipe, spec)
     return spec

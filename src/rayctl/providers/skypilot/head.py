@@ -18,7 +18,7 @@ Secrets (`secret_env` in the spec: names only) are not submitted: the job inheri
 from the Ray cluster, which `start_cluster` started from SkyPilot's `run` environment
 (where the task's `secrets:` are set).
 
-Environment: RAYCTL_JOB_SPEC (JSON, see `skypilot_task.remote_spec`), RAYCTL_RUN_ID,
+Environment: RAYCTL_JOB_SPEC (JSON, see `skypilot.remote.remote_spec`), RAYCTL_RUN_ID,
 RAYCTL_DEADLINE or RAYCTL_BUDGET_SECONDS (optional), RAYCTL_RAY_ADDRESS (default
 http://127.0.0.1:8265).
 """

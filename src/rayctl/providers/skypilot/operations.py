@@ -197,7 +197,7 @@ def down_all(ledger=None, *, sky=None, clock=time.time) -> list[dict]:
     return out
 
 
-# ------------------------------------------------------------------ names launch.py may call
+# ------------------------------------------------------------------ what runs/ calls for a cloud run
 
 def stop_run(ledger, run_id: str, **kw) -> dict:
     """`rayctl stop RUN` for a cloud run (= cloud_stop)."""

@@ -1,17 +1,17 @@
 """The cloud target: run a recipe on the plan's offers through SkyPilot, and never leak a cluster.
 
-Entry points (called by `rayctl.runs.launch` and the CLI):
+Entry points (called by `rayctl.runs` and the CLI):
 
 - `launch_cloud(recipe, plan, ledger, run_id, *, detach, quiet) -> dict` (the final ledger row)
 - `cloud_status(run)`, `cloud_logs(run, follow)`, `cloud_stop(run)`, `down_all(ledger)` (in `operations.py`)
 
 How a launch goes:
 
-1. Credentials (`cloud_check`, seconds, no API server): candidates on clouds without
+1. Credentials (`planning.credentials`, seconds, no API server): candidates on clouds without
    usable credentials are dropped; none left -> `InputError` (exit 2) saying which
    clouds are enabled and how to fix it. GCP candidates over the region's free GPU quota
    (from `rayctl pricing refresh`) for nodes x GPUs are dropped too.
-2. The task (`skypilot_task`): the remaining candidates in plan order as
+2. The task (`skypilot.task`): the remaining candidates in plan order as
    `resources.ordered`, so SkyPilot fails over in rayctl's order.
 3. The cluster is registered (`registry`, in the ledger) *before* SkyPilot is asked, then:
    - train / tune / batch-infer with `teardown.after: job` (the default): a SkyPilot

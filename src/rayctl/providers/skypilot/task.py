@@ -63,15 +63,8 @@ def managed(recipe) -> bool:
 
 def job_spec(recipe, run_id: str):
     """The workload's JobSpec (contract 1): the same entrypoint the local target submits."""
-    try:
-        from ...workloads import job_spec as _job_spec
-    except ModuleNotFoundError as e:
-        if (e.name or "").startswith("rayctl.workloads"):
-            from ...errors import InputError
+    from ...workloads import job_spec as _job_spec
 
-            raise InputError("rayctl.workloads is not available in this installation; "
-                             "cannot build the workload for the cloud") from None
-        raise
     import dataclasses
 
     if getattr(recipe, "target", "cloud") != "cloud" and dataclasses.is_dataclass(recipe):
