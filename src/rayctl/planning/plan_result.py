@@ -147,9 +147,9 @@ def _sig(x: float) -> float:
 
 def make_candidate(r: tuple, spot: bool, nodes: int, with_effective: bool, figures: dict) -> Candidate:
     if len(r) == 5:
-        key, cluster, o, eff, tps = r
+        _key, _cluster, o, eff, tps = r
     else:
-        (eff, cluster, o), tps = r, None
+        (eff, _cluster, o), tps = r, None
     per_node = o.spot_price if spot else o.price
     extra = {}
     if len(r) == 5:

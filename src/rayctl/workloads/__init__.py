@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, Problem, RecipeError
+from ..errors import Problem, RecipeError
 from ..recipe.kinds import USER_CODE_KEYS  # noqa: F401  (the user-code form's keys)
 
 MODULES = {"train": "train", "tune": "tune", "batch-infer": "batch_infer", "serve": "serve"}

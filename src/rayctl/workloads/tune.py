@@ -111,7 +111,7 @@ def _progress_callback(total: int):
 
 def main(p: dict) -> None:
     wl = p["workload"]
-    ray = common.connect()
+    common.connect()
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator
