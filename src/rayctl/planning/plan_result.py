@@ -147,7 +147,7 @@ def _sig(x: float) -> float:
 
 def make_candidate(r: tuple, spot: bool, nodes: int, with_effective: bool, figures: dict) -> Candidate:
     if len(r) == 5:
-        _key, _cluster, o, eff, tps = r
+        key, _cluster, o, eff, tps = r
     else:
         (eff, _cluster, o), tps = r, None
     per_node = o.spot_price if spot else o.price
