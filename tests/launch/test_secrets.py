@@ -220,3 +220,23 @@ def test_secret_printed_by_a_detached_job_is_masked_in_logs_and_reconcile(cli, t
         time.sleep(1)
     row = _assert_nowhere(secret, rayctl_home, cli, row["id"])
     assert row["status"] == "failed" and "could not log in" in row["reason"]
+
+
+def test_secret_values_mask_only_secrets_of_real_length():
+    from rayctl.redact import MASK, redact, secret_values
+
+    env = {"HF_TOKEN": "hf_abcdefgh", "DB_PASSWORD": "abc", "GREETING": "hello-world-long",
+           "DB_URL": "postgres://u:pw-123456@h/db"}
+    vals = secret_values(env)
+    assert set(vals) == {"hf_abcdefgh", "postgres://u:pw-123456@h/db"}  # not the plain one, not the 3-char one
+    assert redact("t=hf_abcdefgh p=abc g=hello-world-long", extra=vals) == f"t={MASK} p=abc g=hello-world-long"
+    assert redact("x 123456 y", extra=("123456",)) == f"x {MASK} y"  # 6 characters are masked
+    assert redact("x 12345 y", extra=("12345",)) == "x 12345 y"  # shorter ones are not
+
+
+def test_recipe_secret_values_reread_from_the_file(tmp_path):
+    from rayctl.recipe import secret_values
+
+    p = _leaky_recipe(tmp_path, "sec-file", "hf_FromTheRecipe_123")
+    assert secret_values(str(p)) == ("hf_FromTheRecipe_123",)
+    assert secret_values(str(tmp_path / "gone.yaml")) == () and secret_values(None) == ()
