@@ -21,6 +21,9 @@ import os
 import re
 
 MASK = "***REDACTED***"
+# A given secret value (`extra=`) shorter than this is not masked: masking "a" or "1234"
+# everywhere would wreck every log line and hide nothing worth hiding.
+MIN_SECRET_LEN = 6
 
 # A credential-like variable name: one of its `_`-separated words is one of these
 # (HF_TOKEN, OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY, DB_PASSWORD, DB_PASS, GITHUB_PAT; not
@@ -63,13 +66,23 @@ def _env_secrets() -> list[str]:
     return sorted(set(vals), key=len, reverse=True)
 
 
+def secret_values(env: dict) -> tuple[str, ...]:
+    """The values of the secret entries (`is_secret`) of an env mapping such as workload.env, for `redact(extra=)`."""
+    vals = {str(v) for k, v in (env or {}).items() if v is not None and is_secret(str(k), v)}
+    return tuple(sorted((v for v in vals if len(v) >= MIN_SECRET_LEN), key=len, reverse=True))
+
+
 def redact(text, extra: tuple[str, ...] = ()) -> str:
-    """`text` with every credential-looking substring replaced by ***REDACTED***."""
+    """`text` with every credential-looking substring replaced by ***REDACTED***, and every
+    value in `extra` (a run's workload.env secrets, `secret_values`) of MIN_SECRET_LEN or more characters."""
     if text is None:
         return ""
     s = text if isinstance(text, str) else str(text)
-    for value in (*extra, *_env_secrets()):
-        if value and len(value) >= 8 and value in s:
+    for value in sorted({v for v in extra if v and len(v) >= MIN_SECRET_LEN}, key=len, reverse=True):
+        if value in s:
+            s = s.replace(value, MASK)
+    for value in _env_secrets():
+        if value in s:
             s = s.replace(value, MASK)
     for pat, repl in _PATTERNS:
         s = pat.sub(repl, s)

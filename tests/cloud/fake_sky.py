@@ -101,7 +101,8 @@ class _Handle:
 class FakeSky:
     def __init__(self, *, unavailable=(), outcome="SUCCEEDED", run_polls=3, preempt_at_polls=(),
                  cancel_fails=False, api_cancel_fails=False, down_fails=False, interrupt=None, steps_per_poll=2,
-                 serve_endpoint="34.1.2.3:8000", queue_error_at=None, reject_task=False):
+                 serve_endpoint="34.1.2.3:8000", queue_error_at=None, reject_task=False,
+                 leak_secrets=False):
         self.unavailable = set(unavailable)  # "cloud/region/zone" infra strings with no capacity
         self.outcome = outcome
         self.run_polls = run_polls  # RUNNING polls (net of preemptions) before the outcome
@@ -114,6 +115,7 @@ class FakeSky:
         self.serve_endpoint = serve_endpoint
         self.queue_error_at = queue_error_at  # poll number at which the API server errors once
         self.reject_task = reject_task
+        self.leak_secrets = leak_secrets  # the job prints its secrets' values and fails with them in its reason
         self.clusters: dict[str, dict] = {}
         self.managed: dict[int, dict] = {}
         self.calls: list = []
@@ -251,8 +253,12 @@ class FakeSky:
                     j["log"].append('::rayctl:: {"type": "metrics", "rows": 1000, "input_tokens": 5000, '
                                     f'"output_tokens": 700, "checkpoint": "step-{j["checkpoint"]}"}}')
                 else:
-                    j["log"].append("Traceback: RuntimeError: CUDA error (workload failed)")
-                    j["failure_reason"] = "user program exited with code 1"
+                    leaked = " ".join(str(v) for v in (j["task"].config.get("secrets") or {}).values()
+                                      if self.leak_secrets)
+                    if leaked:
+                        j["log"].append(f"my token is {leaked}")
+                    j["log"].append(f"Traceback: RuntimeError: CUDA error (workload failed) {leaked}".rstrip())
+                    j["failure_reason"] = f"user program exited with code 1 {leaked}".rstrip()
                 j["status"] = self.outcome
 
     @sdk("jobs.queue_v2")

@@ -508,3 +508,32 @@ def test_reattach_with_no_budget_and_an_unreadable_recipe_warns(write_recipe, mi
     assert ledger.get(rid)["status"] not in ("stopped", "failed")
     skypilot.cloud_stop(ledger.get(rid), ledger, sky=fake, clock=clock)
     assert fake.clusters == {}
+
+
+def test_secret_printed_by_the_job_is_masked_in_echo_log_ledger_and_logs(write_recipe, mini_catalog, ledger, clock,
+                                                                         capsys, rayctl_home):
+    import io
+    import json
+
+    from rayctl.providers.skypilot import operations
+
+    secret = "hf_CloudPrintedSecret_5e4d3c2b1a"
+    r, p, rid = setup(write_recipe, mini_catalog, ledger, TRAIN + f"  env:\n    HF_TOKEN: {secret}\n")
+    spec = {**SPEC, "runtime_env": {"env_vars": {**SPEC["runtime_env"]["env_vars"], "HF_TOKEN": secret}}}
+    fake = FakeSky(outcome="FAILED", leak_secrets=True)
+    with pytest.raises(JobFailed) as e:
+        skypilot.launch_cloud(r, p, ledger, rid, sky=fake, spec=spec, zone_names=ZONE_NAMES, clock=clock,
+                              sleep=clock.sleep, poll_s=60, quiet=False, checker=checker())
+    assert fake.tasks[0].config["secrets"]["HF_TOKEN"] == secret  # the job did get it, and printed it
+    assert secret not in str(e.value)
+    out = capsys.readouterr()
+    assert "my token is ***REDACTED***" in out.out and secret not in out.out + out.err
+    row = ledger.get(rid)
+    assert row["status"] == "failed" and "exited with code 1" in row["reason"]
+    assert secret not in json.dumps(row) + json.dumps(ledger.events(rid), default=str)
+    log = (rayctl_home / "logs" / f"{rid}.log").read_text()
+    assert "my token is ***REDACTED***" in log and secret not in log
+    buf = io.StringIO()
+    operations.cloud_logs(row, sky=fake, out=buf, ledger=ledger)  # `rayctl logs RUN` of a cloud run
+    assert "***REDACTED***" in buf.getvalue() and secret not in buf.getvalue()
+    assert fake.clusters == {}

@@ -152,3 +152,91 @@ def test_bad_target_urls_do_not_echo_credentials(cli, tmp_path):
     res = cli("launch", recipe, "--target", "http://u:pw-Secret99@127.0.0.9:1")  # nothing listens there
     assert res.code == 2, res
     assert "pw-Secret99" not in res.out + res.err and "127.0.0.9" in res.err
+
+
+LEAKY_JOB = r'''
+import os, sys, time
+v = os.environ["HF_TOKEN"]
+print("my token is", v, flush=True)
+time.sleep(float(os.environ.get("LEAK_SLEEP", "0")))
+raise RuntimeError("could not log in with token " + v)
+'''
+
+
+def _leaky_recipe(tmp_path: Path, name: str, secret: str, sleep: float = 0) -> Path:
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / "leak.py").write_text(LEAKY_JOB)
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"name: {name}\nkind: batch-infer\nworkload:\n  entrypoint: python leak.py\n"
+                 f"  working_dir: code\n  env:\n    HF_TOKEN: {json.dumps(secret)}\n    LEAK_SLEEP: '{sleep}'\n")
+    return p
+
+
+def _assert_nowhere(secret: str, rayctl_home: Path, cli, run_id: str, *texts: str) -> dict:
+    for t in texts:
+        assert secret not in t
+    [row] = [r for r in ledger_rows(rayctl_home) if r["id"] == run_id]
+    assert secret not in json.dumps(row)
+    assert secret.encode() not in (rayctl_home / "ledger.db").read_bytes()
+    log = Path(row["log_path"]).read_text()
+    assert secret not in log and "***REDACTED***" in log
+    out = cli("logs", run_id)
+    assert out.code == 0, out
+    assert secret not in out.out + out.err and "***REDACTED***" in out.out
+    return row
+
+
+@pytest.mark.timeout(300)
+def test_secret_printed_by_the_job_is_masked_everywhere(cli, tmp_path, local_cluster, rayctl_home):
+    secret = "hf_PrintedSecret_0a1b2c3d4e5f"
+    res = cli("launch", _leaky_recipe(tmp_path, "sec-leak", secret))
+    assert res.code == 1, res  # (the job's own traceback is echoed: no assert_no_traceback)
+    assert "my token is ***REDACTED***" in res.out
+    [row] = ledger_rows(rayctl_home)
+    row = _assert_nowhere(secret, rayctl_home, cli, row["id"], res.out, res.err)
+    assert row["status"] == "failed" and "could not log in" in row["reason"]
+
+
+@pytest.mark.timeout(300)
+def test_secret_printed_by_a_detached_job_is_masked_in_logs_and_reconcile(cli, tmp_path, local_cluster,
+                                                                           rayctl_home):
+    import time
+
+    secret = "hf_DetachedSecret_9z8y7x6w5v"
+    res = cli("launch", _leaky_recipe(tmp_path, "sec-leak-d", secret, sleep=4), "--detach")
+    assert res.code == 0, res
+    [row] = ledger_rows(rayctl_home)
+    deadline = time.monotonic() + 120
+    seen_live = False
+    while time.monotonic() < deadline:
+        out = cli("logs", row["id"])  # from the cluster while it runs
+        assert secret not in out.out + out.err
+        seen_live = seen_live or "***REDACTED***" in out.out
+        st = cli("status", row["id"], "--json")  # reconcile completes the saved log once the job ends
+        assert secret not in st.out + st.err
+        if json.loads(st.out)["status"] in ("failed", "succeeded"):
+            break
+        time.sleep(1)
+    row = _assert_nowhere(secret, rayctl_home, cli, row["id"])
+    assert row["status"] == "failed" and "could not log in" in row["reason"]
+
+
+def test_secret_values_mask_only_secrets_of_real_length():
+    from rayctl.redact import MASK, redact, secret_values
+
+    env = {"HF_TOKEN": "hf_abcdefgh", "DB_PASSWORD": "abc", "GREETING": "hello-world-long",
+           "DB_URL": "postgres://u:pw-123456@h/db"}
+    vals = secret_values(env)
+    assert set(vals) == {"hf_abcdefgh", "postgres://u:pw-123456@h/db"}  # not the plain one, not the 3-char one
+    assert redact("t=hf_abcdefgh p=abc g=hello-world-long", extra=vals) == f"t={MASK} p=abc g=hello-world-long"
+    assert redact("x 123456 y", extra=("123456",)) == f"x {MASK} y"  # 6 characters are masked
+    assert redact("x 12345 y", extra=("12345",)) == "x 12345 y"  # shorter ones are not
+
+
+def test_recipe_secret_values_reread_from_the_file(tmp_path):
+    from rayctl.recipe import secret_values
+
+    p = _leaky_recipe(tmp_path, "sec-file", "hf_FromTheRecipe_123")
+    assert secret_values(str(p)) == ("hf_FromTheRecipe_123",)
+    assert secret_values(str(tmp_path / "gone.yaml")) == () and secret_values(None) == ()

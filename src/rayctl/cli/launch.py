@@ -206,9 +206,17 @@ def logs_cmd(
     from ..runs.follow import follow as follow_job
     from ..runs.reconcile import LIVE, get_run, refresh
     from ..ledger import Ledger
+    from ..recipe import secret_values
+    from ..redact import redact
 
     with Ledger() as led:
         row = get_run(led, run)
+        secrets = secret_values(row.get("recipe_path"))  # masked in every line printed
+
+        def out(text: str) -> None:
+            sys.stdout.write(redact(text, extra=secrets))
+            sys.stdout.flush()
+
         if row["status"] in LIVE and row["target"] == "cloud":
             from ..providers.skypilot import provider as skypilot
 
@@ -220,17 +228,17 @@ def logs_cmd(
                 if follow:
                     # Only watch: never stop the job for waiting (no pending/busy limits here).
                     follow_job(cl, row["ray_job_id"], pending_timeout=float("inf"),
-                               on_line=lambda ln: (sys.stdout.write(ln + "\n"), sys.stdout.flush()))
+                               on_line=lambda ln: out(ln + "\n"))
                     refresh(led, row["id"])
                 else:
-                    sys.stdout.write(cl.get_job_logs(row["ray_job_id"]))
+                    out(cl.get_job_logs(row["ray_job_id"]))
                 return
     path = Path(row["log_path"]) if row.get("log_path") else None
     if path is None or not path.exists():
         raise InputError(f"no log saved for run {row['id']}" + (f" ({path} does not exist)" if path else ""))
     with open(path, "r", encoding="utf-8", errors="replace") as f:
-        for chunk in iter(lambda: f.read(1 << 16), ""):
-            sys.stdout.write(chunk)
+        for line in f:  # by line: a secret is never split between two writes
+            out(line)
 
 
 def stop_cmd(run: str = typer.Argument(..., help="Run id (or a unique prefix).", show_default=False)) -> None:

@@ -72,6 +72,20 @@ def load(path: str | os.PathLike) -> Recipe:
 MAX_READ = 1 << 20
 
 
+def secret_values(path) -> tuple[str, ...]:
+    """The workload.env secret values of the recipe file at `path` (a run's `recipe_path`), to mask
+    them in what rayctl prints or stores about that run; () when the file is gone or no longer a recipe."""
+    from ..redact import secret_values as of_env
+
+    if not path:
+        return ()
+    try:
+        env = load(path).workload.get("env")
+    except RecipeError:
+        return ()
+    return of_env(env) if isinstance(env, dict) else ()
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "a named pipe (FIFO)"

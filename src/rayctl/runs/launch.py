@@ -34,7 +34,7 @@ from .signals import no_interrupts, signals_as_interrupt
 from ..settings import rayctl_home
 from ..errors import InputError, Interrupted, JobFailed, RayctlError
 from ..ledger import FINAL, Ledger, new_run_id
-from ..redact import redact_url
+from ..redact import redact, redact_url, secret_values
 from .capacity import check_fits, check_resources, cluster_resources
 from .cluster_api import client, parse_address, probe
 from .follow import failure_reason, follow
@@ -186,6 +186,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
     rep = reporter or Reporter()
     shown = parse_address(address, "address").url
     wrote_secrets = False
+    secrets: set[str] = set()
     log_path = led.get(run_id).get("log_path") or str(rayctl_home() / "logs" / f"{run_id}.log")
     cl = None
     job_id = None
@@ -206,6 +207,8 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         if led.get(run_id)["status"] in FINAL:  # `rayctl stop` got here first
             raise JobFailed(f"run {run_id} was stopped before its job was submitted")
         env = {**(extra_env or {}), "RAYCTL_RUN_ID": run_id}
+        # workload.env secret values: masked in every job log line echoed, saved or parsed, and in the reason
+        secrets.update(secret_values({**((spec.runtime_env or {}).get("env_vars") or {}), **env}))
         meta = {"rayctl_run_id": run_id, "rayctl_recipe": recipe_name, "rayctl_detached": int(spec.detached)}
         spec, env = with_secrets(spec, run_id, env, secrets_via, address, rep)
         wrote_secrets = secrets_via == "file" and secrets_file(run_id).exists()
@@ -220,6 +223,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         last_metrics_write = [0.0]
 
         def on_line(line: str) -> None:
+            line = redact(line, extra=tuple(secrets))
             log.write(ANSI_RE.sub("", line) + "\n")
             log.flush()
             ev = report.feed(line)
@@ -245,7 +249,8 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         if outcome.status == "STOPPED":
             led.finish(run_id, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
             raise JobFailed(f"run {run_id} was stopped before it finished")
-        reason = failure_reason(outcome.message, outcome.last_lines, report.metrics.get("error"))
+        reason = redact(failure_reason(outcome.message, outcome.last_lines, report.metrics.get("error")),
+                        extra=tuple(secrets))
         led.finish(run_id, "failed", reason=reason, **fields)
         raise JobFailed(f"run {run_id} failed: {reason}\nlogs: {log_path} (or `rayctl logs {run_id}`)")
     except KeyboardInterrupt as e:
@@ -258,7 +263,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
                 except Exception as err:  # noqa: BLE001 - still record the interruption
                     rep.warn(f"could not stop Ray job {job_id}: {err}")
             _record_end(led, run_id, e, INTERRUPTED + (f"; {jobs.stopped_words(final)}" if final else ""),
-                        **report.ledger_fields())
+                        secrets=tuple(secrets), **report.ledger_fields())
         raise Interrupted(f"run {run_id} interrupted" + (f"; its job was stopped ({jobs.stopped_words(final)})"
                                                         if final else "")) from None
     except RayctlError as e:
@@ -266,13 +271,13 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
                 and not getattr(e, "job_stopped", False):
             with contextlib.suppress(Exception):
                 jobs.stop(cl, job_id)  # do not leave a job running that nobody follows
-        _record_end(led, run_id, e, **report.ledger_fields())
+        _record_end(led, run_id, e, secrets=tuple(secrets), **report.ledger_fields())
         raise
     except BaseException as e:
         if cl is not None and job_id is not None:
             with contextlib.suppress(Exception):
                 jobs.stop(cl, job_id)
-        _record_end(led, run_id, e)
+        _record_end(led, run_id, e, secrets=tuple(secrets))
         raise
     finally:
         if log is not None:
@@ -281,7 +286,8 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
             remove_secrets_file(run_id)  # the job did not read it (never started, or stopped first)
 
 
-def _record_end(led: Ledger, run_id: str, e: BaseException, interrupted: str = INTERRUPTED, **fields) -> None:
+def _record_end(led: Ledger, run_id: str, e: BaseException, interrupted: str = INTERRUPTED,
+                secrets: tuple[str, ...] = (), **fields) -> None:
     """Finish the run's row for `e`, the exception that ends its launch (a row already final stays).
 
     Ctrl-C/SIGTERM (KeyboardInterrupt): `interrupted` with the reason `interrupted`; a
@@ -296,7 +302,7 @@ def _record_end(led: Ledger, run_id: str, e: BaseException, interrupted: str = I
         status, reason, fields = "failed", f"internal error: {type(e).__name__}: {e}"[:500], {}
     with contextlib.suppress(KeyError):
         if led.get(run_id)["status"] not in FINAL:
-            led.finish(run_id, status, reason=reason, **fields)
+            led.finish(run_id, status, reason=redact(reason, extra=secrets), **fields)
 
 
 @contextlib.contextmanager

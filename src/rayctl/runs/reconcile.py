@@ -20,6 +20,8 @@ from .reporter import ANSI_RE
 from .secrets import remove_secrets_file
 from ..errors import InputError
 from ..ledger import FINAL, Ledger
+from ..recipe import secret_values
+from ..redact import redact
 from .cluster_api import _get
 from .follow import failure_reason
 
@@ -129,7 +131,10 @@ def refresh(led: Ledger, run: str) -> dict:
         text = jobs.job_logs(address, job_id)
     except (OSError, ValueError):
         text = None
+    # the run's workload.env secrets, re-read from its recipe (rayctl stores no secret values)
+    secrets = secret_values(row.get("recipe_path"))
     if text is not None:
+        text = redact(text, extra=secrets)
         _complete_log(row.get("log_path"), text)
     if st not in jobs.TERMINAL:
         return row
@@ -147,9 +152,8 @@ def refresh(led: Ledger, run: str) -> dict:
         return led.finish(rid, "succeeded", **fields)
     if st == "STOPPED":
         return led.finish(rid, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
-    return led.finish(rid, "failed", reason=failure_reason(doc.get("message") or "",
-                                                                (text or "").splitlines()[-200:],
-                                                                report.metrics.get("error")), **fields)
+    reason = failure_reason(doc.get("message") or "", (text or "").splitlines()[-200:], report.metrics.get("error"))
+    return led.finish(rid, "failed", reason=redact(reason, extra=secrets), **fields)
 
 
 GONE_REASON = "its local Ray cluster is gone (rayctl down, a reboot, or its head died) while no launch followed it"

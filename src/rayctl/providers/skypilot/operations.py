@@ -12,6 +12,7 @@ import time
 
 from ...errors import InputError, RayctlError
 from ...redact import redact
+from ...recipe import secret_values as recipe_secrets
 from . import registry as registry
 from .run import _log_path, _Run, _Stop
 from .sdk import MANAGED_TERMINAL, SkyClient
@@ -102,7 +103,8 @@ def cloud_status(run: dict, ledger=None, *, sky=None, clock=time.time) -> dict:
 
 def _fetch_final_logs(ledger, r: "_Run", client: SkyClient) -> LogSink:
     """A detached run ended: save its logs (redacted) to the run's log file and parse its metrics."""
-    sink = LogSink(_log_path(ledger, r.run_id), echo=False)
+    sink = LogSink(_log_path(ledger, r.run_id), echo=False,
+                   secrets=recipe_secrets(ledger.get(r.run_id).get("recipe_path")))
     sink.write(f"---- rayctl: the job's logs, fetched from SkyPilot after managed job {r.job_id} ended ----\n")
     try:
         client.managed_logs(int(r.job_id), False, sink)
@@ -144,7 +146,7 @@ def cloud_logs(run: dict, follow: bool = False, ledger=None, *, sky=None, out=No
     if row is None or row.get("job_id") is None:
         raise InputError(f"run {run.get('id')}: no cloud job recorded for it")
     client = SkyClient(sky)
-    sink = LogSink(None, echo=True, out=out or sys.stdout)
+    sink = LogSink(None, echo=True, out=out or sys.stdout, secrets=recipe_secrets(run.get("recipe_path")))
     try:
         if row["mode"] == "managed":
             return client.managed_logs(int(row["job_id"]), follow, sink)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import time
 
 from ...errors import InputError, Interrupted, JobFailed, RayctlError
-from ...redact import redact
+from ...redact import redact, secret_values as env_secret_values
 from . import registry as registry
 from . import task as tasks
 from .candidates import aws_zone_names
@@ -152,7 +152,9 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
     autostop = (config["resources"].get("autostop") or {}).get("idle_minutes")
     registry.add(ledger, name, run_id=run_id, mode=mode, nodes=recipe.resources.nodes,
                  candidates=_cands_json(used), detail=f"zone_names={_zone_json(zone_names)}")
-    sink = LogSink(_log_path(ledger, run_id), echo=not quiet)
+    # the values SkyPilot hands the job as secrets, masked in every line of its log
+    shown_secrets = env_secret_values({**(recipe.workload.get("env") or {}), **(config.get("secrets") or {})})
+    sink = LogSink(_log_path(ledger, run_id), echo=not quiet, secrets=shown_secrets)
     run = _Run(ledger, run_id, client, name, mode, used, recipe.resources.nodes, sink,
                {v: k for k, v in (zone_names or {}).items()}, clock, sleep, poll_s, quiet,
                budget=recipe.budget, start=start)

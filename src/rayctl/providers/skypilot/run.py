@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ...errors import JobFailed, RayctlError
 from ...ledger import FINAL
+from ...recipe import secret_values as recipe_secrets
 from ...redact import redact
 from . import registry as registry
 from .sdk import CLUSTER_JOB_TERMINAL, MANAGED_TERMINAL, SkyClient
@@ -107,7 +108,8 @@ class _Run:
         if run is not None and run["status"] not in FINAL:  # a finished run has no budget left to police
             budget = _budget_of(ledger, run)
         r = cls(ledger, row["run_id"], client, row["name"], row["mode"], cands, row.get("nodes") or 1,
-                sink or LogSink(None, echo=False), {v: k for k, v in zmap.items()}, clock, sleep, POLL_S, quiet,
+                sink or LogSink(None, echo=False, secrets=recipe_secrets((run or {}).get("recipe_path"))),
+                {v: k for k, v in zmap.items()}, clock, sleep, POLL_S, quiet,
                 budget=budget, start=_epoch(run["started_at"]) if run else None, job_id=row.get("job_id"))
         r.tracker.restore()
         return r
@@ -161,7 +163,7 @@ class _Run:
             why = "the managed job was cancelled outside rayctl"
             self.ledger.finish(self.run_id, "stopped", why, ended_at=end, **fields)
             raise JobFailed(f"{self.name}: {why}")
-        why = f"{rec.status}: {redact(rec.failure_reason or 'see rayctl logs ' + self.run_id)}"
+        why = f"{rec.status}: {redact(rec.failure_reason or 'see rayctl logs ' + self.run_id, extra=self.sink.secrets)}"
         self._event("job_failed", detail={"status": rec.status})
         self.ledger.finish(self.run_id, "failed", why, ended_at=end, **fields)
         raise JobFailed(f"{self.name}: job {why} (cluster released by SkyPilot)")

@@ -32,7 +32,8 @@ def iso(t: float) -> str:
 class LogSink:
     """A text stream for SkyPilot's `output_stream=`; thread-safe."""
 
-    def __init__(self, path, echo: bool = True, out=None):
+    def __init__(self, path, echo: bool = True, out=None, secrets: tuple[str, ...] = ()):
+        self.secrets = tuple(secrets)  # the run's workload.env secret values, masked in every line
         self._fh = open(path, "a", encoding="utf-8") if path else None
         self.echo = echo
         self.out = out or sys.stdout
@@ -95,7 +96,7 @@ class LogSink:
         stripped = _SKY_CONTROL.sub("", raw)
         if stripped != raw and not stripped.strip():
             return  # a spinner update, not a log line
-        line = redact(_ANSI.sub("", stripped.rstrip("\r")))
+        line = redact(_ANSI.sub("", stripped.rstrip("\r")), extra=self.secrets)
         self.lines += 1
         if self._fh:
             self._fh.write(line + "\n")
