@@ -300,8 +300,8 @@ def _write_cloud(root: Path, cloud: str, text: str, mtime: float | None = None) 
 
 
 def test_source_order(cli, rayctl_home, tmp_path):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text("name: r\nkind: train\nresources: {accelerators: H100:8}\n")
+    recipe = tmp_path / "r.yaml"  # aws only: the other clouds' shipped offers are cheaper
+    recipe.write_text("name: r\nkind: train\nresources: {accelerators: H100:8, clouds: [aws]}\n")
     home = tmp_path / "home"
     sky = home / ".sky" / "catalogs" / "v8"
     ours = rayctl_home / "catalog" / "v8"
@@ -316,15 +316,16 @@ def test_source_order(cli, rayctl_home, tmp_path):
 
     # 1. nothing: the shipped snapshot
     assert source()[0] == "rayctl-shipped:pricing"
-    # 2. SkyPilot's cache alone
+    # 2. SkyPilot's cache (aws only): aws from it, every other cloud still from the snapshot
     _write_cloud(sky, "aws", V8 + "p5.48xlarge,H100,8,192,2048,,31.0,,us-east-1,use1-az1,x86_64\n", now - 3600)
-    assert source() == ("skypilot-cache:~/.sky/catalogs/v8", 31.0)
-    # 3. rayctl's refreshed catalog, newer than the cache, wins ...
+    assert source() == ("auto: aws from skypilot-cache:~/.sky/catalogs/v8; 10 clouds from rayctl-shipped:pricing",
+                        31.0)
+    # 3. rayctl's refreshed aws file, newer than the cache's, wins ...
     _write_cloud(ours, "aws", V8 + "p5.48xlarge,H100,8,192,2048,,32.0,,us-east-1,use1-az1,x86_64\n", now - 60)
-    assert source() == (f"rayctl-refreshed:{ours}", 32.0)
+    assert source() == (f"auto: aws from rayctl-refreshed:{ours}; 10 clouds from rayctl-shipped:pricing", 32.0)
     # ... and loses once SkyPilot has refreshed its cache after it
     os.utime(sky / "aws" / "vms.csv", (now, now))
-    assert source() == ("skypilot-cache:~/.sky/catalogs/v8", 31.0)
+    assert source()[1] == 31.0
     # 4. $RAYCTL_CATALOG beats both; 5. --catalog beats everything
     assert source(RAYCTL_CATALOG=str(mine)) == (str(mine), 50.0)
     r = cli("plan", recipe, "--json", "--catalog", str(ours), env={"HOME": str(home), "RAYCTL_CATALOG": str(mine)})
@@ -348,6 +349,83 @@ def test_refreshed_catalog_is_dated_by_its_oldest_file_and_warns_once(cli, rayct
     g = cli("gpus", "H100", "--json")
     assert g.code == 0 and g.err.count("days old") == 1
     assert json.loads(g.out)["catalog"]["as_of"] == old_day
+
+
+SHIPPED_CLOUDS = sorted(p.parent.name for p in (REPO / "pricing").glob("*/vms.csv"))
+
+
+def test_a_skypilot_cache_with_one_cloud_does_not_hide_the_shipped_clouds(cli, rayctl_home, tmp_path):
+    """Issue 11: SkyPilot caches only the clouds it has used; the others come from the snapshot."""
+    home = tmp_path / "home"
+    sky = home / ".sky" / "catalogs" / "v8"
+    _write_cloud(sky, "aws", V8 + "p4d.24xlarge,A100,8,96,1152,,9.5,,us-east-1,use1-az1,x86_64\n")
+    env = {"HOME": str(home)}
+    base = cli("plan", REPO / "recipes" / "batch-infer.yaml", "--json", "--catalog", str(REPO / "pricing"))
+    p = cli("plan", REPO / "recipes" / "batch-infer.yaml", "--json", env=env)
+    assert p.code == 0 and base.code == 0, (p, base)
+    plan, shipped = json.loads(p.out), json.loads(base.out)
+    cat = plan["catalog"]
+    assert cat["source"] == "auto: aws from skypilot-cache:~/.sky/catalogs/v8; 10 clouds from rayctl-shipped:pricing"
+    assert cat["as_of"] == "2026-11-25"  # the oldest chosen file: stale warnings still fire
+    assert sorted(cat["sources"]) == SHIPPED_CLOUDS
+    assert cat["sources"]["aws"]["source"] == "skypilot-cache:~/.sky/catalogs/v8"
+    assert all(v["source"] == "rayctl-shipped:pricing" for c, v in cat["sources"].items() if c != "aws")
+    clouds = {c["cloud"] for c in plan["candidates"]}
+    assert clouds == {c["cloud"] for c in shipped["candidates"]} - {"aws"} and len(clouds) > 3
+    # the L4 batch-infer recipe: aws offers come only from the cache (which has no L4 row)
+    assert not [c for c in plan["candidates"] if c["cloud"] == "aws"]
+    assert len(plan["candidates"]) == len([c for c in shipped["candidates"] if c["cloud"] != "aws"])
+    g = cli("gpus", "--json", env=env)
+    assert g.code == 0, g
+    rows = {r["accelerator"]: r for r in json.loads(g.out)["accelerators"]}
+    assert rows["A100"]["clouds"] != ["aws"] and "aws" in rows["A100"]["clouds"] and "gcp" in rows["L4"]["clouds"]
+    assert sorted(json.loads(g.out)["catalog"]["sources"]) == SHIPPED_CLOUDS
+    a100 = json.loads(cli("gpus", "A100", "--count", "8", "--json", env=env).out)["offers"]
+    assert [(o["instance_type"], o["hourly_usd"]) for o in a100 if o["cloud"] == "aws"] == [("p4d.24xlarge", 9.5)]
+
+
+def test_refreshed_and_skypilot_files_are_chosen_per_cloud(cli, rayctl_home, tmp_path):
+    """A refresh holding aws and gcp + a newer SkyPilot cache holding aws: aws from the cache,
+    gcp from the refresh, the rest from the snapshot; `pricing status` names each cloud's source."""
+    home = tmp_path / "home"
+    sky = home / ".sky" / "catalogs" / "v8"
+    ours = rayctl_home / "catalog" / "v8"
+    now = time.time()
+    old = now - 20 * 86400
+    _write_cloud(ours, "aws", V8 + "p5.48xlarge,H100,8,192,2048,,40.0,,us-east-1,use1-az1,x86_64\n", old)
+    _write_cloud(ours, "gcp", GCP_V8 + "a3-highgpu-8g,,,208,1872,,8.0,4.0,us-central1,us-central1-a,x86_64\n"
+                 ",H100,8,,,,22.0,11.0,us-central1,us-central1-a,x86_64\n", now - 7200)
+    _write_cloud(sky, "aws", V8 + "p5.48xlarge,H100,8,192,2048,,31.0,,us-east-1,use1-az1,x86_64\n", now - 3600)
+    env = {"HOME": str(home)}
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nkind: train\nresources: {accelerators: H100:8, clouds: [aws, gcp]}\n")
+    p = cli("plan", recipe, "--json", "--top", "50", env=env)
+    assert p.code == 0, p
+    cat = json.loads(p.out)["catalog"]
+    assert cat["source"] == (f"auto: aws from skypilot-cache:~/.sky/catalogs/v8; gcp from rayctl-refreshed:{ours}; "
+                             "9 clouds from rayctl-shipped:pricing")
+    assert cat["sources"]["aws"]["source"] == "skypilot-cache:~/.sky/catalogs/v8"
+    assert cat["sources"]["gcp"]["source"] == f"rayctl-refreshed:{ours}"
+    assert cat["sources"]["lambda"]["source"] == "rayctl-shipped:pricing"
+    prices = {(c["cloud"], c["hourly_usd"]) for c in json.loads(p.out)["candidates"]}
+    assert prices == {("aws", 31.0), ("gcp", 30.0)}  # not the refresh's older aws 40.0, not the snapshot's
+    # pricing status: per cloud source and file
+    s = cli("pricing", "status", "--json", env=env)
+    assert s.code == 0, s
+    st = json.loads(s.out)
+    assert st["source"] == cat["source"] and st["as_of"] == "2026-11-25"
+    assert sorted(st["clouds"]) == SHIPPED_CLOUDS
+    assert st["clouds"]["aws"]["source"] == "skypilot-cache:~/.sky/catalogs/v8"
+    assert st["clouds"]["aws"]["file"] == str(sky / "aws" / "vms.csv")
+    assert st["clouds"]["gcp"]["source"] == f"rayctl-refreshed:{ours}" and st["clouds"]["gcp"]["rows"] == 2
+    assert st["clouds"]["vast"]["source"] == "rayctl-shipped:pricing"
+    assert st["clouds"]["vast"]["file"] == str(REPO / "pricing" / "vast" / "vms.csv")
+    t = cli("pricing", "status", env=env)
+    assert t.code == 0 and "skypilot-cache" in t.out and "rayctl-refreshed" in t.out and "vast" in t.out
+    # an explicit --catalog stays one whole folder, with no per-cloud field
+    e = cli("plan", recipe, "--json", "--catalog", str(ours), env=env)
+    assert e.code == 0 and json.loads(e.out)["catalog"] == {"source": str(ours), "as_of": json.loads(e.out)["catalog"]["as_of"]}
+    assert {c["hourly_usd"] for c in json.loads(e.out)["candidates"] if c["cloud"] == "aws"} == {40.0}
 
 
 # ------------------------------------------------------------------ the shipped snapshot

@@ -181,12 +181,14 @@ def test_catalog_source_order(cli, tmp_path, monkeypatch):
 
     age = (dt.datetime.now(dt.timezone.utc).date() - dt.date(2026, 11, 25)).days
     assert ("2026-11-25); prices may have changed" in r.err) == (age > catalog_mod.STALE_DAYS), r.err
-    # 2. SkyPilot's cache wins over the shipped sheet
+    # 2. SkyPilot's cache wins over the shipped sheet for the clouds it holds (lambda here)
     sky = home / ".sky" / "catalogs" / "v8" / "lambda"
     sky.mkdir(parents=True)
     (sky / "vms.csv").write_text((root / "lambda" / "vms.csv").read_text())
     r = cli("plan", r1, "--json", env={"HOME": str(home)})
-    assert json.loads(r.out)["catalog"]["source"] == "skypilot-cache:~/.sky/catalogs/v8"
+    cat = json.loads(r.out)["catalog"]
+    assert cat["source"] == "auto: lambda from skypilot-cache:~/.sky/catalogs/v8; 10 clouds from rayctl-shipped:pricing"
+    assert cat["sources"]["lambda"]["source"] == "skypilot-cache:~/.sky/catalogs/v8"
     # 3. $RAYCTL_CATALOG wins over the cache; 4. --catalog wins over everything
     r = cli("plan", r1, "--json", env={"HOME": str(home), "RAYCTL_CATALOG": str(root)})
     assert json.loads(r.out)["catalog"]["source"] == str(root)

@@ -130,7 +130,7 @@ def _exit_failed(what: list, json_out: bool) -> None:
 
 def pricing_status(json_out: bool = typer.Option(False, "--json", help="Print one JSON document.")) -> None:
     """Per cloud: which price data the planner uses (source), its rows and age; the live overlays' age."""
-    from ..planning import price_cache
+    from ..planning import catalog as catalog_mod, price_cache
     from ..planning.refresh import hosted
 
     st = _catalog_status(hosted)
@@ -151,7 +151,7 @@ def pricing_status(json_out: bool = typer.Option(False, "--json", help="Print on
         t.add_row(c, m["source"], str(m["rows"]), f"{m['age_days']} days" if m["age_days"] is not None else "-",
                   note)
     console().print(t)
-    if st["source"].startswith("rayctl-shipped"):
+    if any(m["source"] == catalog_mod.SHIPPED_LABEL for m in st["clouds"].values()):
         typer.echo("run `rayctl pricing refresh` (no credentials needed) for current prices")
     typer.echo(f"live overlays ({live['dir']}):" + ("" if live["clouds"] else " none; `rayctl pricing refresh` "
                                                        "adds them for clouds with credentials"))
@@ -168,29 +168,33 @@ def _catalog_status(hosted) -> dict:
     from ..planning import catalog as catalog_mod
     from ..planning.catalog_csv import declared_date
 
-    path, label = catalog_mod.resolve(None)
-    meta = (hosted.read_meta().get("clouds") or {}) if label.startswith(catalog_mod.REFRESHED_PREFIX) else {}
-    declared = declared_date(path) if label == catalog_mod.SHIPPED_LABEL else None
+    sel = catalog_mod.resolve(None)
+    if sel.folder is not None:  # --catalog / $RAYCTL_CATALOG: one folder, dated by its newest file
+        files = [(c, sel.folder / c / "vms.csv", sel.label, None) for c in sorted(os.listdir(sel.folder))]
+        files = [f for f in files if f[1].is_file()]
+    else:
+        files = sel.files
+    refreshed = any(src.startswith(catalog_mod.REFRESHED_PREFIX) for _, _, src, _ in files)
+    meta = (hosted.read_meta().get("clouds") or {}) if refreshed else {}
     today = dt.datetime.now(dt.timezone.utc).date()
     clouds: dict = {}
-    oldest = newest = None
-    for c in sorted(os.listdir(path)):
-        f = path / c / "vms.csv"
-        if not f.is_file():
-            continue
+    for c, f, src, declared in files:
         try:
             with open(f, newline="", encoding="utf-8") as fh:
                 rows = max(0, sum(1 for _ in csv.reader(fh)) - 1)
         except (OSError, csv.Error, UnicodeDecodeError):
             rows = None
         date = declared or dt.datetime.fromtimestamp(f.stat().st_mtime, dt.timezone.utc).date().isoformat()
-        oldest = date if oldest is None or date < oldest else oldest
-        newest = date if newest is None or date > newest else newest
-        clouds[c] = {"source": label, "file": str(f), "rows": rows, "date": date,
-                     "age_days": (today - dt.date.fromisoformat(date)).days, "last_refresh": meta.get(c)}
-    # dated as `catalog.load` dates it: rayctl's refreshed catalog by its oldest file
-    as_of = declared or (oldest if label.startswith(catalog_mod.REFRESHED_PREFIX) else newest)
-    return {"source": label, "dir": str(path), "as_of": as_of, "clouds": clouds}
+        clouds[c] = {"source": src, "file": str(f), "rows": rows, "date": date,
+                     "age_days": (today - dt.date.fromisoformat(date)).days,
+                     "last_refresh": meta.get(c) if src.startswith(catalog_mod.REFRESHED_PREFIX) else None}
+    dates = [m["date"] for m in clouds.values()]
+    if sel.folder is not None:
+        as_of, folder = declared_date(sel.folder) or (max(dates) if dates else None), str(sel.folder)
+    else:  # dated as `catalog.load` dates the per-cloud mix: by its oldest file
+        as_of = min(dates) if dates else None
+        folder = ", ".join(dict.fromkeys(str(f.parent.parent) for _, f, _, _ in files))
+    return {"source": sel.label, "dir": folder, "as_of": as_of, "clouds": clouds}
 
 
 def check(

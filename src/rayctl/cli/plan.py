@@ -284,7 +284,7 @@ def gpus(
     if name is None:
         rows = catalog_mod.summary(cat)
         if json_out:
-            dump_json({"catalog": {"source": cat.source, "as_of": cat.as_of}, "accelerators": rows})
+            dump_json({"catalog": cat.doc(), "accelerators": rows})
             return
         from rich.table import Table
 
@@ -307,7 +307,7 @@ def gpus(
                          + f" Available: {', '.join(sorted(names.values()))}")
     rows = catalog_mod.cheapest_per_region(cat, canon, spot=spot, count=count)
     if json_out:
-        dump_json({"catalog": {"source": cat.source, "as_of": cat.as_of}, "accelerator": canon,
+        dump_json({"catalog": cat.doc(), "accelerator": canon,
                    "spot": spot, "offers": rows})
         return
     from rich.table import Table

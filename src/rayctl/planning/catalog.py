@@ -1,9 +1,9 @@
 """GPU offers: which price data to use, and listings of it (`rayctl gpus`).
 
-The source, in documented order (`resolve`): --catalog, $RAYCTL_CATALOG, rayctl's
-refreshed catalog or SkyPilot's cache ~/.sky/catalogs/v8 (whichever holds the newer
-file), rayctl's shipped snapshot; `load()` overlays live prices (`price_cache`) on the
-last three. The CSV reading (v7/v8 schemas, GCP host + accelerator rows, implausible
+The source, in documented order (`resolve`): --catalog, $RAYCTL_CATALOG (whole
+folders); otherwise per cloud: rayctl's refreshed catalog file or SkyPilot's cache file
+~/.sky/catalogs/v8/<cloud>/vms.csv (whichever is newer), else rayctl's shipped snapshot;
+`load()` overlays live prices (`price_cache`) on that per-cloud choice. The CSV reading (v7/v8 schemas, GCP host + accelerator rows, implausible
 prices) is in `catalog_csv.py`; `Offer` and `Catalog` are in `offers.py`.
 
 The hot path is the standard library only (csv), so a cold `rayctl plan` stays well
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog_csv import load_dir  # noqa: F401  (callers use catalog.load_dir)
+from .catalog_csv import declared_date, load_dir, load_files
 from .offers import Catalog, lower_price
 from ..errors import InputError
 from ..settings import rayctl_home, shipped_dir, skypilot_cache_dir
@@ -43,56 +45,93 @@ def _has_vms(d: Path) -> bool:
         return False
 
 
-def _newest_vms(d: Path) -> float | None:
-    """Modification time of the newest `<cloud>/vms.csv` in `d` (None: the folder has none)."""
+def _vms_mtimes(d: Path) -> dict[str, float]:
+    """cloud -> modification time of `d/<cloud>/vms.csv`, for the clouds that have one."""
     try:
         names = os.listdir(d)
     except OSError:
-        return None
-    newest = None
+        return {}
+    out = {}
     for c in names:
         try:
-            m = os.stat(d / c / "vms.csv").st_mtime
+            st = os.stat(d / c / "vms.csv")
         except OSError:
             continue
-        newest = m if newest is None else max(newest, m)
-    return newest
+        if stat.S_ISREG(st.st_mode):
+            out[c] = st.st_mtime
+    return out
 
 
-def resolve(flag: str | None = None) -> tuple[Path, str]:
-    """(directory, label) of the price data to use, in documented order: --catalog,
-    $RAYCTL_CATALOG, rayctl's refreshed catalog or SkyPilot's cache ~/.sky/catalogs/v8
-    (whichever holds the newer file; rayctl's on a tie), rayctl's shipped snapshot.
-    `load()` overlays rayctl's live data (`rayctl pricing refresh`, see `price_cache`) on
-    the last three, never on an explicit --catalog / $RAYCTL_CATALOG."""
+@dataclass
+class Selection:
+    """The price data to use: one explicit folder (`folder`), or one file per cloud
+    (`files`: (cloud, vms.csv, source label, the source's declared date))."""
+    label: str
+    folder: Path | None = None
+    files: list = field(default_factory=list)
+
+
+def resolve(flag: str | None = None) -> Selection:
+    """The price data to use, in documented order: --catalog, then $RAYCTL_CATALOG (each a
+    whole folder, used as it is); otherwise per cloud: the newer of rayctl's refreshed
+    catalog file and SkyPilot's cache file ~/.sky/catalogs/v8 (rayctl's on a tie), else
+    rayctl's shipped snapshot. SkyPilot caches only the clouds it has used and a refresh
+    may have fetched only some, so neither may hide the other clouds. `load()` overlays
+    rayctl's live data (`rayctl pricing refresh`, see `price_cache`) on the per-cloud
+    choice, never on an explicit --catalog / $RAYCTL_CATALOG."""
     if flag:
         p = Path(flag).expanduser()
         if not p.is_dir():
             raise InputError(f"--catalog {flag}: no such directory (expected a folder holding <cloud>/vms.csv)")
         if not _has_vms(p):
             raise InputError(f"--catalog {flag}: holds no <cloud>/vms.csv file (SkyPilot's catalog layout)")
-        return p, flag
+        return Selection(flag, folder=p)
     env = os.environ.get("RAYCTL_CATALOG")
     if env:
         p = Path(env).expanduser()
         if not p.is_dir() or not _has_vms(p):
             raise InputError(f"$RAYCTL_CATALOG={env}: not a folder holding <cloud>/vms.csv (SkyPilot's catalog layout)")
-        return p, env
-    ours, sky = refreshed_dir(), skypilot_cache_dir()
-    m_ours, m_sky = _newest_vms(ours), _newest_vms(sky)
-    if m_ours is not None and (m_sky is None or m_ours >= m_sky):
-        return ours, REFRESHED_PREFIX + str(ours)
-    if m_sky is not None:
-        return sky, SKY_CACHE_LABEL
-    return shipped_dir(), SHIPPED_LABEL
+        return Selection(env, folder=p)
+    ours, sky, shipped = refreshed_dir(), skypilot_cache_dir(), shipped_dir()
+    ours_label = REFRESHED_PREFIX + str(ours)
+    m_ours, m_sky = _vms_mtimes(ours), _vms_mtimes(sky)
+    chosen: dict[str, tuple[Path, str, str | None]] = {}
+    for c in set(m_ours) | set(m_sky):
+        if c in m_ours and (c not in m_sky or m_ours[c] >= m_sky[c]):
+            chosen[c] = (ours / c / "vms.csv", ours_label, None)
+        else:
+            chosen[c] = (sky / c / "vms.csv", SKY_CACHE_LABEL, None)
+    rest = [c for c in _vms_mtimes(shipped) if c not in chosen]
+    if rest:
+        declared = declared_date(shipped)
+        for c in rest:
+            chosen[c] = (shipped / c / "vms.csv", SHIPPED_LABEL, declared)
+    files = [(c, *chosen[c]) for c in sorted(chosen)]
+    return Selection(_mix_label(files), files=files)
 
 
-def load(flag: str | None = None, clouds: tuple[str, ...] = ()) -> Catalog:
-    path, label = resolve(flag)
-    # rayctl's refreshed catalog is dated by its oldest file: a cloud whose download keeps
-    # failing keeps its last good copy, and the plan should say how old that is.
-    cat = load_dir(path, label, clouds, oldest=label.startswith(REFRESHED_PREFIX))
-    if not flag and not os.environ.get("RAYCTL_CATALOG"):
+def _mix_label(files: list) -> str:
+    """One source's own label when every cloud comes from it, else "auto: aws from X, 10
+    clouds from rayctl-shipped:pricing" (sources by their first cloud, the snapshot last)."""
+    by_src: dict[str, list[str]] = {}
+    for cloud, _, src, _ in files:
+        by_src.setdefault(src, []).append(cloud)
+    if len(by_src) == 1:
+        return next(iter(by_src))
+    order = sorted(by_src, key=lambda s: (s == SHIPPED_LABEL, by_src[s][0]))
+    parts = [(", ".join(by_src[s]) if len(by_src[s]) <= 3 else f"{len(by_src[s])} clouds") + f" from {s}"
+             for s in order]
+    return "auto: " + "; ".join(parts)
+
+
+def load(flag: str | None = None, clouds: tuple[str, ...] = (), overlay: bool = True) -> Catalog:
+    """The catalog to plan with; `overlay=False` leaves out rayctl's live data (the base
+    `rayctl pricing refresh` asks about)."""
+    sel = resolve(flag)
+    if sel.folder is not None:
+        return load_dir(sel.folder, sel.label, clouds)
+    cat = load_files([f for f in sel.files if not clouds or f[0] in clouds], sel.label)
+    if overlay:
         from . import price_cache
 
         cat = price_cache.overlay(cat)

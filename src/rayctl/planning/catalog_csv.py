@@ -122,31 +122,59 @@ def _price(raw: str, where: str, col: str) -> tuple[float | None, int, int]:
 
 
 def load_dir(path: Path, label: str, clouds: tuple[str, ...] = (), oldest: bool = False) -> Catalog:
-    merged: dict[tuple, Offer] = {}
-    warnings: list[str] = []
-    row_dates: list[str] = []
-    mtimes: list[float] = []
+    """Every `<cloud>/vms.csv` of one folder (an explicit --catalog or a whole source)."""
     try:
         names = sorted(os.listdir(path))
     except OSError as e:
         raise InputError(f"catalog {label}: cannot read folder: {e.strerror}") from None
-    for cloud in names:
-        f = path / cloud / "vms.csv"
-        if not f.is_file() or (clouds and cloud not in clouds):
-            continue
-        mtimes.append(f.stat().st_mtime)
+    files = [(c, path / c / "vms.csv") for c in names if not clouds or c in clouds]
+    merged, warnings, dated = _read_files([(c, f) for c, f in files if f.is_file()])
+    row_dates = [r for r, _ in dated if r]
+    mtimes = [m for _, m in dated]
+    as_of = (min(row_dates) if row_dates else None) or declared_date(path)
+    if as_of is None and mtimes:
+        as_of = _day(min(mtimes) if oldest else max(mtimes))
+    return Catalog(offers=list(merged.values()), source=label, as_of=as_of, warnings=warnings)
+
+
+def load_files(chosen: list[tuple[str, Path, str, str | None]], label: str) -> Catalog:
+    """One file per cloud, each from its own source: (cloud, vms.csv, source label, the
+    source folder's declared date). Each file is dated by its rows' AsOf, else the folder's
+    declared date, else its modification day; the catalog by the OLDEST file, so stale
+    warnings still fire when one cloud's data is old."""
+    merged, warnings, dated = _read_files([(c, f) for c, f, _, _ in chosen])
+    sources: dict = {}
+    for (cloud, f, src, declared), (row_min, mtime) in zip(chosen, dated):
+        sources[cloud] = {"source": src, "file": str(f), "as_of": row_min or declared or _day(mtime)}
+    days = [s["as_of"] for s in sources.values()]
+    return Catalog(offers=list(merged.values()), source=label, as_of=min(days) if days else None,
+                   warnings=warnings, sources=sources)
+
+
+def _day(mtime: float) -> str:
+    return dt.datetime.fromtimestamp(mtime, dt.timezone.utc).date().isoformat()
+
+
+def _read_files(files: list[tuple[str, Path]]) -> tuple[dict, list[str], list[tuple[str | None, float]]]:
+    """(merged offers, warnings, per file: (its oldest row AsOf or None, its mtime))."""
+    merged: dict[tuple, Offer] = {}
+    warnings: list[str] = []
+    dated: list[tuple[str | None, float]] = []
+    for cloud, f in files:
+        try:
+            mtime = f.stat().st_mtime
+        except OSError as e:
+            raise InputError(f"catalog file {f}: cannot read: {e.strerror}") from None
+        row_dates: list[str] = []
         dropped, implausible = _read_cloud(cloud, f, merged, row_dates)
+        dated.append((min(row_dates) if row_dates else None, mtime))
         if dropped:
             warnings.append(f"{cloud}: ignored {dropped} price(s) of 0 or less (not a real price)")
         if implausible:
             warnings.append(f"{f}: skipped {implausible} implausible value(s): prices that are not finite or "
                             f"outside ${PRICE_MIN:g}-${PRICE_MAX:,.0f} per instance-hour, or non-finite "
                             "vCPUs/MemoryGiB/AcceleratorCount; fix or remove those rows")
-    as_of = (min(row_dates) if row_dates else None) or declared_date(path)
-    if as_of is None and mtimes:
-        as_of = dt.datetime.fromtimestamp(min(mtimes) if oldest else max(mtimes), dt.timezone.utc).date().isoformat()
-    offers = list(merged.values())
-    return Catalog(offers=offers, source=label, as_of=as_of, warnings=warnings)
+    return merged, warnings, dated
 
 
 _REQUIRED = ("InstanceType", "AcceleratorName", "AcceleratorCount", "Price", "Region")

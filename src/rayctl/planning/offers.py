@@ -41,6 +41,9 @@ class Catalog:
     as_of: str | None
     warnings: list[str] = field(default_factory=list)
     _index: dict | None = None
+    # cloud -> {"source", "file", "as_of"} when the catalog mixes sources per cloud (no
+    # --catalog / $RAYCTL_CATALOG); empty for one explicit folder.
+    sources: dict = field(default_factory=dict)
 
     def by_accelerator(self) -> dict[tuple[str, int], list[Offer]]:
         """Offers keyed by (lower-case accelerator name, count), each list sorted by
@@ -54,6 +57,20 @@ class Catalog:
                 offers.sort(key=_tie_key)
             self._index = idx
         return self._index
+
+    def per_cloud(self) -> dict:
+        """cloud -> {"source", "as_of"} when the clouds come from more than one source, else {}."""
+        if len({s["source"] for s in self.sources.values()}) < 2:
+            return {}
+        return {c: {"source": s["source"], "as_of": s["as_of"]} for c, s in sorted(self.sources.items())}
+
+    def doc(self) -> dict:
+        """The `catalog` object of --json documents; "sources" (per cloud) only for a mix."""
+        d = {"source": self.source, "as_of": self.as_of}
+        per_cloud = self.per_cloud()
+        if per_cloud:
+            d["sources"] = per_cloud
+        return d
 
     def accelerator_names(self) -> dict[str, str]:
         return {o.accelerator.lower(): o.accelerator for o in self.offers}

@@ -72,6 +72,7 @@ class Plan:
     throughput_model: str | None = None
     throughput_engine: str | None = None
     baselines: dict | None = None  # `--api` / `compare_to`: the managed-API comparison
+    catalog_sources: dict = field(default_factory=dict)  # per cloud, when the catalog mixes sources
     _candidates: list | None = field(default=None, repr=False)
 
     @property
@@ -98,7 +99,8 @@ class Plan:
             "recipe": self.recipe,
             "kind": self.kind,
             "nodes": self.nodes,
-            "catalog": {"source": self.catalog_source, "as_of": self.catalog_as_of},
+            "catalog": {"source": self.catalog_source, "as_of": self.catalog_as_of,
+                        **({"sources": self.catalog_sources} if self.catalog_sources else {})},
             "chosen": self.chosen.as_dict(),
             "candidates": [c.as_dict() for c in self.candidates],
             "estimate": {"hours": plain_number(self.hours), "usd": self.estimate_usd},

@@ -178,7 +178,8 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective="hourly", 
         ranked.append((spot, g))
     ranking = "effective" if rate_fn is not None and any(s and g for s, g in ranked) else "sticker"
     return Plan(recipe=recipe.name, kind=recipe.kind, nodes=nodes, spot_mode=res.spot,
-                catalog_source=catalog.source, catalog_as_of=catalog.as_of, ranked=ranked,
+                catalog_source=catalog.source, catalog_as_of=catalog.as_of, catalog_sources=catalog.per_cloud(),
+                ranked=ranked,
                 feasible=feasible, hours=hours, budget_usd=budget_usd, ranking=ranking,
                 warnings=warnings, with_effective=rate_fn is not None, objective=objective,
                 figures=figs, throughput_model=getattr(figures, "model", None),
@@ -239,7 +240,7 @@ def _no_match_message(recipe: Recipe, catalog: Catalog) -> str:
             hints.append(f"{spec.name} is offered with {', '.join(str(c) for c in sorted(have))} per node")
         else:
             hints.append(f"{spec.name} is not in this catalog")
-    if catalog.source.startswith("rayctl-shipped") and any(spec.name.lower() not in counts
+    if "rayctl-shipped" in catalog.source and any(spec.name.lower() not in counts
                                                            for spec in recipe.resources.accelerators):
         hints.append("the snapshot shipped with rayctl holds A100, A100-80GB, H100, H200, L4, L40S, A10G and "
                      "B200 offers only; `rayctl pricing refresh` (no credentials needed) downloads every GPU")

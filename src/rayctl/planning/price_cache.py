@@ -1,7 +1,7 @@
 """rayctl's live price cache (`$RAYCTL_HOME/pricing-cache/`), overlaid on the catalog.
 
 `rayctl pricing refresh` writes it (see `rayctl.planning.refresh`); `catalog.load()` overlays it on
-the catalog it read (rayctl's refreshed catalog, `~/.sky/catalogs/v8` or the shipped snapshot; an explicit
+the catalog it read (per cloud: rayctl's refreshed catalog, `~/.sky/catalogs/v8` or the shipped snapshot; an explicit
 `--catalog` or `$RAYCTL_CATALOG` is used exactly as given). Files, SkyPilot column names:
 
 - `aws/spot_prices.csv` (InstanceType, Region, AvailabilityZone = zone ID,

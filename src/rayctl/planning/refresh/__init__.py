@@ -4,7 +4,7 @@
 first, so these overlays ask about the fresh catalog's offers.)
 
 Which regions and instance types to ask about comes from the base catalog (the one the
-planner reads: rayctl's refreshed catalog, ~/.sky/catalogs/v8 or the shipped snapshot): the GPU offers' AWS regions and
+planner reads: per cloud rayctl's refreshed catalog, ~/.sky/catalogs/v8 or the shipped snapshot): the GPU offers' AWS regions and
 instance types, the GCP regions. Results are merged into `$RAYCTL_HOME/pricing-cache/`
 (see `rayctl.planning.price_cache`) region by region: a region whose calls fail keeps its old
 rows, and `meta.json` records the error so `rayctl plan` can say how old the data is.
@@ -23,10 +23,9 @@ def _now_iso() -> str:
 
 def base_catalog():
     """The catalog the overlay applies to, without the overlay."""
-    from ..catalog import load_dir, resolve
+    from ..catalog import load
 
-    path, label = resolve(None)
-    return load_dir(path, label)
+    return load(None, overlay=False)
 
 
 def _targets(cat, cloud: str, regions: list[str] | None) -> dict[str, set]:

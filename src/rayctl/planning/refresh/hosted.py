@@ -3,7 +3,7 @@
 SkyPilot fetches `<cloud>/vms.csv` from `HOSTED_CATALOG_DIR_URL/v8/` (sky/skylet/constants.py,
 sky/catalog/common.py `read_catalog`). rayctl fetches the same files for every cloud whose
 file lists GPUs and SkyPilot can launch on, into `$RAYCTL_HOME/catalog/v8/<cloud>/vms.csv`,
-which the planner prefers over SkyPilot's own cache when it is newer (see `catalog.resolve`).
+which the planner prefers, per cloud, over SkyPilot's own cache file when it is newer (see `catalog.resolve`).
 
 - Base URL: `$RAYCTL_SKYPILOT_CATALOG_URL` when set (tests point it at a local server),
   else the value of `HOSTED_CATALOG_DIR_URL` in the installed SkyPilot's
