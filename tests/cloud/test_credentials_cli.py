@@ -158,3 +158,10 @@ def test_plan_and_help_do_not_import_heavy_libraries(tmp_path, shared_catalog):
     env = dict(os.environ, HOME=str(tmp_path), RAYCTL_HOME=str(tmp_path / ".rayctl"))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert "HEAVY []" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
+
+
+def test_cloud_check_of_an_unknown_cloud_says_so(tmp_path):
+    p = _run(["cloud", "check", "--cloud", "foo"], home=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert_no_traceback(p)
+    assert "--cloud foo: not a cloud rayctl checks" in p.stderr

@@ -267,3 +267,14 @@ def test_gpus_listing(cli, tmp_path, shared_catalog):
     assert_no_traceback(r)
     r = cli("gpus", "--catalog", shared_catalog)
     assert r.code == 0 and "H100" in r.out
+
+
+def test_gpus_spot_lists_only_spot_offers_and_says_when_there_are_none(cli, shared_catalog):
+    r = cli("gpus", "--spot", "--catalog", shared_catalog, "--json")
+    assert r.code == 0, r
+    rows = json.loads(r.out)["accelerators"]
+    assert rows and all(a["min_spot_hourly_usd_per_gpu"] is not None for a in rows)
+    r = cli("gpus", "H100", "--spot", "--count", "3", "--catalog", shared_catalog)
+    assert r.code == 3, r  # no feasible offer, as for `plan`
+    assert_no_traceback(r)
+    assert "no H100:3 spot offers" in r.err

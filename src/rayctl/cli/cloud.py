@@ -205,6 +205,10 @@ def check(
     from ..planning import credentials as cloud_check
 
     wanted = list(cloud) if cloud else list(CLOUDS)
+    known = ("aws", "gcp", *sorted(cloud_check.KEY_FILES))
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise InputError(f"--cloud {unknown[0]}: not a cloud rayctl checks; use one of {', '.join(known)}")
     res = cloud_check.check(wanted)
     if json_out:
         dump_json({"clouds": [r.as_dict() for r in res.values()],

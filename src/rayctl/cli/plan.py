@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import EXIT_INPUT, InputError, ManyErrors, RayctlError, RecipeError
+from ..errors import EXIT_INPUT, InputError, ManyErrors, NoPlanError, RayctlError, RecipeError
 from .render import CATALOG_HELP, console, dump_json, money, number_flag, warn
 
 
@@ -283,6 +283,8 @@ def gpus(
     catalog_mod.warn_stale_once(cat, warn)
     if name is None:
         rows = catalog_mod.summary(cat)
+        if spot:  # only GPUs that some cloud offers as spot
+            rows = [r for r in rows if r.get("min_spot_hourly_usd_per_gpu") is not None]
         if json_out:
             dump_json({"catalog": cat.doc(), "accelerators": rows})
             return
@@ -310,6 +312,9 @@ def gpus(
         dump_json({"catalog": cat.doc(), "accelerator": canon,
                    "spot": spot, "offers": rows})
         return
+    if not rows:
+        what = f"{canon}" + (f":{count}" if count else "") + (" spot" if spot else "")
+        raise NoPlanError(f"no {what} offers in catalog {cat.source}; see `rayctl gpus` for what it has")
     from rich.table import Table
 
     t = Table(box=None, header_style="bold")
