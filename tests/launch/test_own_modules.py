@@ -14,8 +14,11 @@ BROKEN = ("import sys; sys.modules['rayctl.providers.skypilot.provider'] = None;
 
 
 def _rayctl_broken(rayctl_home, *args):
+    # Its own (empty) local cluster folder: `down --all` must not stop the session's shared head.
+    env = dict(os.environ, RAYCTL_HOME=str(rayctl_home),
+               RAYCTL_LOCAL_CLUSTER_DIR=str(rayctl_home / "clusters" / "local"))
     return subprocess.run([sys.executable, "-c", BROKEN, *args], capture_output=True, text=True, timeout=120,
-                          env=dict(os.environ, RAYCTL_HOME=str(rayctl_home)))
+                          env=env)
 
 
 def test_down_all_never_skips_the_cloud_teardown(rayctl_home):
