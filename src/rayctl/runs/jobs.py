@@ -44,10 +44,10 @@ def submit(cl, spec, submission_id: str, extra_env: dict | None = None, metadata
         return cl.submit_job(entrypoint=spec.entrypoint, runtime_env=runtime_env or None,
                              submission_id=submission_id, metadata=meta or None, **kw)
     except (RuntimeError, ValueError, OSError) as e:
-        from ..redact import is_secret_name, redact
+        from ..redact import redact, secret_values
 
         # Ray may echo the runtime env back: never a secret value in the message.
-        msg = redact(str(e), tuple(v for k, v in env_vars.items() if is_secret_name(k)))
+        msg = redact(str(e), secret_values(env_vars))
         if "working_dir" in msg or "py_modules" in msg or "runtime_env" in msg.lower():
             raise InputError(f"Ray refused the job's runtime environment: {msg}") from None
         raise RayctlError(f"submitting the job to {cl._address} failed: {msg}") from None

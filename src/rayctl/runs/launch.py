@@ -177,7 +177,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
     detached Serve app). On any exit the row is final and the job is not left running:
     JobFailed (1) failed/stopped, Interrupted (130), InputError (2), RayctlError (1).
 
-    Secrets (workload.env names such as HF_TOKEN, redact.is_secret_name): with
+    Secrets (workload.env entries such as HF_TOKEN, redact.is_secret): with
     `secrets_via="file"` (a cluster on this machine) they go to a 0600 file the job's
     entrypoint reads and deletes, never into the runtime env; with `"runtime_env"` (an
     existing cluster) they stay in the runtime env, with a warning. `address` may carry

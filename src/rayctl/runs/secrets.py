@@ -36,11 +36,12 @@ os.execv("/bin/sh", ["/bin/sh", "-c", sys.argv[2]])
 
 
 def split_secrets(env_vars: dict) -> tuple[dict, dict]:
-    """(env vars without the secrets, the secrets): names redact.is_secret_name says hold credentials."""
-    from ..redact import is_secret_name
+    """(env vars without the secrets, the secrets): entries redact.is_secret says hold credentials
+    (a credential-like name, or a URL with user:password@), as the cloud path splits them."""
+    from ..redact import is_secret
 
-    plain = {k: v for k, v in env_vars.items() if not is_secret_name(str(k))}
-    return plain, {k: str(v) for k, v in env_vars.items() if is_secret_name(str(k))}
+    plain = {k: v for k, v in env_vars.items() if not is_secret(str(k), v)}
+    return plain, {k: str(v) for k, v in env_vars.items() if is_secret(str(k), v)}
 
 
 def secrets_dir() -> Path:

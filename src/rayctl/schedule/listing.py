@@ -10,7 +10,7 @@ from . import crontab
 from .registry import Schedule, load_registry
 from ..settings import rayctl_home
 from ..errors import RayctlError
-from ..redact import is_secret, redact
+from ..redact import redact, secret_values
 
 
 def listing(*, crontab_file=None, count: int = 1) -> list[dict]:
@@ -66,8 +66,7 @@ def _masked(line: str | None, env: dict) -> str | None:
     before `--env` refused them may still hold some)."""
     if not line:
         return line
-    values = tuple(str(v) for k, v in (env or {}).items() if is_secret(k, v) and len(str(v)) >= 4)
-    return redact(line, values)
+    return redact(line, secret_values(env))
 
 
 def _last_runs(names: list[str]) -> dict:
