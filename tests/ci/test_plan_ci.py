@@ -228,3 +228,17 @@ def test_diff_against_a_damaged_plan_file_is_input_error(cli, recipes, catalog, 
     assert md.code == 2, md
     assert_no_traceback(md)
     assert f"--diff {old}" in md.err and what in md.err
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_plan_into_a_closed_pipe_exits_0(repo, shared_catalog, extra):
+    """`rayctl plan | head -1`: the reader going away is not a failure (exit 0, nothing on stderr),
+    whether click or rich meets the EPIPE."""
+    proc = subprocess.Popen([sys.executable, "-m", "rayctl", "plan", str(repo / "recipes" / "train.yaml"),
+                             "--catalog", str(shared_catalog), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(20)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "error" not in err.lower() and "pipe" not in err.lower() and "Traceback" not in err, err

@@ -65,10 +65,38 @@ def _loopback_without_proxy() -> None:
         os.environ[k] = ",".join(cur + [h for h in ("127.0.0.0/8", "localhost") if h not in cur])
 
 
+def _reader_went_away(e: SystemExit) -> bool:
+    """True when the command ended with exit 1 because stdout's reader closed the pipe (EPIPE).
+
+    Click (swapping stdout for its `PacifyFlushWrapper`) and rich (`on_broken_pipe`, while
+    handling the BrokenPipeError) both exit 1 then; a pipe into `head` is not a failure,
+    so rayctl exits 0 there, like `--json | head` already did.
+    """
+    from click.utils import PacifyFlushWrapper
+
+    return isinstance(sys.stdout, PacifyFlushWrapper) or isinstance(e.__context__, BrokenPipeError)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush does not print a second EPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     _loopback_without_proxy()
     try:
         app(args=argv, prog_name="rayctl", standalone_mode=True)
+    except SystemExit as e:
+        if e.code == 1 and _reader_went_away(e):
+            sys.exit(0)  # `rayctl plan | head`: the reader had what it wanted; not an error
+        raise
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(0)
     except RayctlError as e:
         report(e)
         sys.exit(e.exit_code)
