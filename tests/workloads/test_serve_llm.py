@@ -185,3 +185,16 @@ def test_openai_app_builds_with_the_counting_ingress(wl_env):
     cfg = LLMConfig(**serve_llm.llm_config_kwargs(wl, None))
     app = build_openai_app(serve_llm.serving_args(wl, None, cfg))
     assert app is not None
+
+
+def test_gpu_extra_is_ray_llm_with_the_cpu_torch_pin_and_stays_out_of_dev(repo):
+    """`pip install 'rayctl[gpu]'`: ray[llm]==2.60.0 (pins vllm==0.29.0, which requires torch==2.13.0,
+    checked against vLLM's published metadata when this was written); `dev` (CI, no GPU) never pulls it."""
+    import tomllib
+
+    extras = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    ray_pin = next(r for r in extras["local"] if r.startswith("ray["))
+    assert "ray[llm]==" + ray_pin.split("==")[1] in extras["gpu"]
+    torch = [r for r in extras["local"] if r.startswith("torch")]
+    assert torch == ["torch==2.13.0"] and [r for r in extras["gpu"] if r.startswith("torch")] == torch
+    assert not any("gpu" in r or "llm" in r or "vllm" in r for r in extras["dev"])
