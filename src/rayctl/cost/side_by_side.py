@@ -123,7 +123,7 @@ def compare_runs(run_ids: list[str], *, model, spec, utilization: float, cat, le
             rows = [self_hosted_row(tp, mode, cand, utilization, i_tok, o_tok)
                     for tp in src.throughputs for mode, cand in offers.items() if cand is not None]
             entries.append(self_hosted_entry(src, rows, run))
-            notes.extend(f"{run['id']}: {n}" for n in src.notes)
+            notes.extend(f"{run['id']}: {n}" for n in src.notes if "'actual' row" not in n)
     finally:
         if ledger is None:
             led.close()
