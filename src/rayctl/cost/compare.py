@@ -138,7 +138,7 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
         return compare_runs(run_ids, model=model, spec=spec, utilization=utilization, cat=cat, ledger=ledger,
                             input_tokens=input_tokens, output_tokens=output_tokens,
                             catalog_doc={"source": cat.source, "as_of": cat.as_of, "warnings": list(cat.warnings)},
-                            genai_version=baselines.library_version())
+                            genai_version=baselines.library_version(), price_row=self_hosted_row)
     from ..planning import throughputs as tp_mod
 
     stated = tp_mod.parse_stated(gpu_throughput)

@@ -98,11 +98,11 @@ def self_hosted_entry(src, rows: list, ledger_row: dict) -> dict:
 
 
 def compare_runs(run_ids: list[str], *, model, spec, utilization: float, cat, ledger, input_tokens, output_tokens,
-                 catalog_doc: dict, genai_version: str | None) -> dict:
-    """The side-by-side document (docs/cost.md): `runs`, one entry per --run, in the given order."""
+                 catalog_doc: dict, genai_version: str | None, price_row) -> dict:
+    """The side-by-side document (docs/cost.md): `runs`, one entry per --run, in the given order.
+    `price_row`: compare.self_hosted_row (passed in: compare.py calls this module)."""
     from ..ledger import Ledger
     from . import clean, measured
-    from .compare import self_hosted_row
     from .sources import cheapest_offers, from_run
 
     led = ledger or Ledger()
@@ -120,7 +120,7 @@ def compare_runs(run_ids: list[str], *, model, spec, utilization: float, cat, le
             i_tok = input_tokens if input_tokens is not None else src.mix[0]
             o_tok = output_tokens if output_tokens is not None else src.mix[1]
             offers = cheapest_offers(src.recipe, cat) if src.actual is None else {}
-            rows = [self_hosted_row(tp, mode, cand, utilization, i_tok, o_tok)
+            rows = [price_row(tp, mode, cand, utilization, i_tok, o_tok)
                     for tp in src.throughputs for mode, cand in offers.items() if cand is not None]
             entries.append(self_hosted_entry(src, rows, run))
             notes.extend(f"{run['id']}: {n}" for n in src.notes if "'actual' row" not in n)
