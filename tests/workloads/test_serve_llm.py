@@ -8,6 +8,7 @@ without them: the config rayctl builds is constructed and validated by Ray's own
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import textwrap
 
@@ -109,6 +110,20 @@ def test_engine_vllm_on_the_local_target_without_vllm_is_exit_2_before_anything_
 
     with Ledger() as led:  # the cli fixture's RAYCTL_HOME
         assert led.runs() == []
+
+
+def test_job_spec_of_engine_vllm_asks_for_its_gpus(wl_env, tmp_path):
+    from rayctl import recipe as R
+    from rayctl import workloads
+
+    p = tmp_path / "chat.yaml"
+    p.write_text("name: chat\nkind: serve\ntarget: cloud\nresources: {accelerators: L4:2}\n"
+                 "workload: {engine: vllm, model: Qwen/Qwen2.5-0.5B-Instruct, replicas: 3, "
+                 "engine_kwargs: {tensor_parallel_size: 2}}\n")
+    spec = workloads.job_spec(R.load(p), "chat-1")  # not the local target: the cluster checks for vLLM itself
+    assert spec.needs_gpus == 6 and spec.detached
+    wl = json.loads(spec.runtime_env["env_vars"][common.ENV])["workload"]
+    assert wl["engine"] == "vllm" and wl["engine_kwargs"] == {"tensor_parallel_size": 2}
 
 
 def test_usage_is_counted_once_per_request_from_every_answer_shape():

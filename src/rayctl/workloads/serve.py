@@ -50,7 +50,8 @@ def job_spec(recipe, run_id: str):
     serve_llm.preflight(recipe, wl)
     n = _min_replicas(wl)
     spec = common.make_spec(recipe, run_id, "serve", wl, needs_cpus=n * wl["num_cpus"],
-                            needs_gpus=0 if wl["num_gpus"] == "auto" else n * wl["num_gpus"], detached=True,
+                            needs_gpus=n * serve_llm.gpus_per_replica(wl) if wl["engine"] == "vllm" else
+                            0 if wl["num_gpus"] == "auto" else n * wl["num_gpus"], detached=True,
                             metadata={"serve_app": wl["app_name"], "route_prefix": wl["route_prefix"]})
     for k in (ENV_HOST, ENV_PORT):  # the launcher may set these for the cluster it runs
         if os.environ.get(k):
