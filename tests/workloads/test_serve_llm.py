@@ -213,3 +213,26 @@ def test_gpu_extra_is_ray_llm_with_the_cpu_torch_pin_and_stays_out_of_dev(repo):
     torch = [r for r in extras["local"] if r.startswith("torch")]
     assert torch == ["torch==2.13.0"] and [r for r in extras["gpu"] if r.startswith("torch")] == torch
     assert not any("gpu" in r or "llm" in r or "vllm" in r for r in extras["dev"])
+
+
+def test_the_counter_answers_get_metrics_itself():
+    """engine vllm deploys serve_app's TokenCounter as its own app at <prefix>/-/rayctl: its
+    __call__ answers GET .../metrics with the totals (the class itself, with a real Starlette request)."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from rayctl.workloads.serve_app import token_counter
+
+    cls = token_counter().func_or_class
+    c = cls()
+    c.add(1, 5, 7)
+    c.add(0, 0, 2)
+
+    def req(method, path):
+        return Request({"type": "http", "method": method, "path": path, "headers": [], "query_string": b""})
+
+    ok = asyncio.run(c(req("GET", "/chat/-/rayctl/metrics")))
+    assert ok.status_code == 200 and json.loads(ok.body) == {"requests": 1, "input_tokens": 5, "output_tokens": 9}
+    assert asyncio.run(c(req("POST", "/-/rayctl/metrics"))).status_code == 405
+    assert asyncio.run(c(req("GET", "/-/rayctl/other"))).status_code == 404
