@@ -94,6 +94,8 @@ def test_side_by_side_refusals(shared_catalog, ledger, gpu_recipe):
     no_cost = api_run(ledger, cost=None)
     with pytest.raises(InputError, match="with no recorded cost"):
         cmp.compare(catalog_flag=str(shared_catalog), run_id=[self_id, no_cost], ledger=ledger)
+    with pytest.raises(InputError, match="compare it with a self-hosted run of the same prompts"):
+        cmp.compare(catalog_flag=str(shared_catalog), run_id=no_cost, ledger=ledger)  # one API run alone
     with pytest.raises(InputError, match="is given twice"):
         cmp.compare(catalog_flag=str(shared_catalog), run_id=[self_id, self_id[:12]], ledger=ledger)
     with pytest.raises(InputError, match="pass one or the other"):

@@ -23,11 +23,6 @@ from __future__ import annotations
 from ..errors import InputError
 
 
-def is_api_run(run: dict) -> bool:
-    m = run.get("metrics") if isinstance(run.get("metrics"), dict) else {}
-    return m.get("engine") == "http" and isinstance(m.get("api"), dict)
-
-
 def _tokens(run: dict) -> int:
     return int(run.get("input_tokens") or 0) + int(run.get("output_tokens") or 0)
 
@@ -113,7 +108,7 @@ def compare_runs(run_ids: list[str], *, model, spec, utilization: float, cat, le
             if run["id"] in seen:
                 raise InputError(f"--run {rid}: run {run['id']} is given twice")
             seen.add(run["id"])
-            if is_api_run(run):
+            if measured.is_api_run(run):
                 entries.append(api_entry(run))
                 continue
             src = from_run(run["id"], spec, model, led)

@@ -80,8 +80,13 @@ def from_run(run_id: str, spec, model: str | None, ledger) -> Source:
 
     led = ledger or Ledger()
     try:
-        m = measured.measure(measured.get_run(led, run_id))
-        run = m.run
+        run = measured.get_run(led, run_id)
+        if measured.is_api_run(run):
+            api = run["metrics"]["api"]
+            raise InputError(f"--run {run['id']}: an API run ({api.get('provider')}:{api.get('model')}, engine http) "
+                             "has no GPUs to price; compare it with a self-hosted run of the same prompts: "
+                             f"--run SELF_HOSTED_RUN --run {run['id']}")
+        m = measured.measure(run)
         specs, where, nodes = measured.accelerators(m, spec)
         billed = accounting.run_cost(led, run)
     finally:
