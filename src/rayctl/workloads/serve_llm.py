@@ -133,6 +133,11 @@ def serving_args(wl: dict, accelerator: str | None, llm_config) -> dict:
 
 def apps(wl: dict, payload_resources: dict) -> list:
     """[(name, route_prefix, Serve application)] to deploy, in order (counter first)."""
+    import os
+
+    if os.environ.get("RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING") == "1":
+        raise common.WorkloadError("RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING=1 makes Ray Serve LLM skip its OpenAI "
+                                   "ingress, which rayctl's token counters hook into; unset it for engine vllm")
     import ray
     from ray.serve.llm import LLMConfig, build_openai_app  # ImportError without vLLM/SGLang
 
