@@ -72,6 +72,9 @@ def launch(recipe, *, target: str | None = None, detach: bool = False, quiet: bo
     work, Interrupted (130) on Ctrl-C/SIGTERM, RayctlError (1) when the cluster cannot start.
     """
     target = check_target(target or recipe.target, "--target" if target else f"{recipe.path}: field 'target'")
+    from ..recipe import check_target as recipe_fits_target
+
+    recipe_fits_target(recipe, target)  # e.g. checkpoints every node reaches: exit 2 before anything starts
     rep = reporter or Reporter(quiet=quiet)
     own_ledger = ledger is None
     led = ledger or Ledger()
