@@ -43,7 +43,8 @@ import re
 from typing import Any
 
 from .candidates import MAX_CANDIDATES, aws_zone_names, ordered_resources
-from .remote import remote_spec, requirements, run_script, setup_script
+from .head import NODES_TIMEOUT_S
+from .remote import RAY_TOKEN_ENV, remote_spec, requirements, run_script, setup_script
 
 SERVE_PORT = 8000
 
@@ -153,6 +154,12 @@ def build_task(recipe, plan, run_id: str, spec, *, candidates=None, zone_names: 
         envs["RAYCTL_BUDGET_SECONDS"] = str(int(budget_s))
     if deadline_epoch is not None:
         envs["RAYCTL_DEADLINE"] = str(int(deadline_epoch))
+    if recipe.resources.nodes > 1:
+        envs["RAYCTL_NODES_TIMEOUT_S"] = str(int(NODES_TIMEOUT_S))  # the head runner's wait for every node
+    if with_secret_values:  # `rayctl launch`: Ray token auth, one fresh token per cluster (never in --emit)
+        import secrets as _secrets
+
+        secrets = {**secrets, RAY_TOKEN_ENV: _secrets.token_hex(32)}
     if recipe.kind == "serve":
         resources["ports"] = [SERVE_PORT]
         envs["RAYCTL_SERVE_HOST"] = "0.0.0.0"
