@@ -26,9 +26,12 @@ What the task holds:
   runtime env, so Ray installs them exactly as on the local target.
 - `setup`: a venv with rayctl's runtime requirements (same Ray version as the client).
 - `run`: on every node, `~/sky_templates/ray/start_cluster` starts a user Ray cluster
-  (ports 6379/8265, never SkyPilot's own Ray on 6380); on the head node,
-  `python -m rayctl.providers.skypilot.head` submits the *same* entrypoint and runtime
-  env the local target submits, streams its logs, and stops it at the budget deadline.
+  (ports 6379/8265, never SkyPilot's own Ray on 6380): the head on SKYPILOT_NODE_RANK 0,
+  the other nodes join it; with `rayctl launch`, Ray token auth with a fresh token (the
+  secret `RAYCTL_RAY_TOKEN`). On the head node, `python -m rayctl.providers.skypilot.head`
+  waits for all `num_nodes` nodes (`RAYCTL_NODES_TIMEOUT_S` in `envs` for N > 1), submits
+  the *same* entrypoint and runtime env the local target submits, streams its logs, and
+  stops it at the budget deadline.
 - credential-looking env vars of the workload (`*TOKEN*`, `*SECRET*`, ...) go into
   `secrets` (SkyPilot redacts them); the emitted YAML writes them as `null` (pass
   `--secret NAME` to `sky launch`), rayctl's launch fills them in memory. Their values
