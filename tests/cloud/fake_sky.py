@@ -16,12 +16,22 @@ SkyPilot's request semantics (each call returns a request that `get` /
 - `clusters` holds every cluster that exists (= billing); tests assert it is empty.
 - failures to inject: `cancel_fails`, `api_cancel_fails`, `down_fails`, `interrupt` (raise
   KeyboardInterrupt at a given point), `outcome` (SUCCEEDED / FAILED ...).
+- multi-node tasks (`num_nodes` N > 1): every node of a cluster is listed; when a cluster's
+  `run` starts, the head node runs rayctl's real head runner wait (`head.wait_for_nodes`)
+  against a simulated Ray cluster whose N-1 workers join `worker_join_s` seconds after the
+  head (None: never), on a simulated clock; only then is the job "submitted" (a line in
+  the log); a timeout fails the job with the runner's exit code 76, and the controller
+  releases the cluster. `preempt_worker_at_polls`: a worker node disappears, the cluster
+  is no longer UP (SkyPilot 0.14's controller then reports "Cluster is preempted or
+  failed (status: INIT)") and the job is recovered like any preemption: the whole cluster
+  is relaunched in the next region and the head runner waits for all N nodes again.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import io
 import threading
 import time
 import types
@@ -102,7 +112,7 @@ class FakeSky:
     def __init__(self, *, unavailable=(), outcome="SUCCEEDED", run_polls=3, preempt_at_polls=(),
                  cancel_fails=False, api_cancel_fails=False, down_fails=False, interrupt=None, steps_per_poll=2,
                  serve_endpoint="34.1.2.3:8000", queue_error_at=None, reject_task=False,
-                 leak_secrets=False):
+                 leak_secrets=False, worker_join_s=20.0, preempt_worker_at_polls=()):
         self.unavailable = set(unavailable)  # "cloud/region/zone" infra strings with no capacity
         self.outcome = outcome
         self.run_polls = run_polls  # RUNNING polls (net of preemptions) before the outcome
@@ -116,6 +126,9 @@ class FakeSky:
         self.queue_error_at = queue_error_at  # poll number at which the API server errors once
         self.reject_task = reject_task
         self.leak_secrets = leak_secrets  # the job prints its secrets' values and fails with them in its reason
+        self.worker_join_s = worker_join_s  # multi-node: seconds until the workers' raylets join (None: never)
+        self.preempt_worker_at_polls = set(preempt_worker_at_polls)  # running polls at which worker node 1 is lost
+        self.submits: list[dict] = []  # each submission of the job on a cluster: {"job", "infra", "nodes_alive"}
         self.clusters: dict[str, dict] = {}
         self.managed: dict[int, dict] = {}
         self.calls: list = []
@@ -199,9 +212,48 @@ class FakeSky:
             return
         j["entry"] = entry
         j["incarnations"].append(entry["infra"])
-        self.clusters[j["cluster"]] = {"infra": entry["infra"], "job": jid, "status": "UP"}
+        n = int(j["task"].config.get("num_nodes") or 1)
+        self.clusters[j["cluster"]] = {"infra": entry["infra"], "job": jid, "status": "UP", "nodes": ["UP"] * n}
         j["log"].append(f"(head, rank=0, pid=1) resuming from checkpoint step {j['checkpoint']}"
                         if j["checkpoint"] else "(head, rank=0, pid=1) starting from scratch")
+
+    def _head_waits(self, task, log: list):
+        """On a fresh cluster's head, rayctl's head runner waits for every node's raylet (simulated: the
+        workers join `worker_join_s` after the head) before it submits: the alive count, or None when it
+        gave up (its exit code is `head.EXIT_NODES`)."""
+        from rayctl.providers.skypilot import head
+
+        n = int(task.config.get("num_nodes") or 1)
+        if n <= 1:
+            self.submits.append({"task": task.name, "nodes_alive": 1})  # one node: submitted at once, as before
+            return 1
+        envs = task.config.get("envs") or {}
+        timeout_s = float(envs.get("RAYCTL_NODES_TIMEOUT_S") or head.NODES_TIMEOUT_S)
+        now = [0.0]
+        joined = lambda: 1 + (n - 1 if self.worker_join_s is not None and now[0] >= self.worker_join_s  # noqa: E731
+                              else 0)
+        out = io.StringIO()
+        alive = head.wait_for_nodes(n, joined, timeout_s=timeout_s, clock=lambda: now[0],
+                                    sleep=lambda s: now.__setitem__(0, now[0] + s), out=out)
+        log.extend(out.getvalue().splitlines())
+        if alive is not None:
+            self.submits.append({"task": task.name, "nodes_alive": alive})
+            log.append(f"rayctl: submitted Ray job {task.name}-{len(self.submits)} on the cluster's head")
+        return alive
+
+    def _run_starts(self, jid) -> bool:
+        """The task's `run` on a managed job's fresh cluster; False when the head runner gave up (the job
+        fails with its exit code and the controller releases the cluster)."""
+        from rayctl.providers.skypilot import head
+
+        j = self.managed[jid]
+        if self._head_waits(j["task"], j["log"]) is None:
+            self.clusters.pop(j["cluster"], None)
+            j["status"] = "FAILED"
+            j["failure_reason"] = f"Job {jid} failed: user program exited with code {head.EXIT_NODES}"
+            return False
+        self.submits[-1]["infra"] = j["entry"]["infra"]
+        return True
 
     def _record(self, jid):
         j = self.managed[jid]
@@ -212,8 +264,9 @@ class FakeSky:
             r = _Resources(e)
             names = {"use1-az1": "us-east-1a", "use1-az2": "us-east-1b", "use1-az4": "us-east-1c",
                      "usw2-az1": "us-west-2a", "usw2-az2": "us-west-2b"}
+            n = int(j["task"].config.get("num_nodes") or 1)
             rec.update(cloud=r.cloud, region=r.region, zone=names.get(r.zone, r.zone),
-                       cluster_resources_full=f"1x {r}")
+                       cluster_resources_full=f"{n}x {r}")
         return rec
 
     def _step(self, jid):
@@ -226,14 +279,16 @@ class FakeSky:
             j["status"] = "CANCELLED"
             return
         if st == "STARTING":
-            j["status"] = "RUNNING"
+            if self._run_starts(jid):
+                j["status"] = "RUNNING"
             return
         if st == "RECOVERING":
             prev = j["entry"]["infra"].split("/")[1]
             self._provision(jid, None, avoid_region=prev)
             if j["status"] == "RECOVERING":
                 j["recovery_count"] += 1
-                j["status"] = "RUNNING"
+                if self._run_starts(jid):
+                    j["status"] = "RUNNING"
             return
         if st == "RUNNING":
             j["running_polls"] += 1
@@ -241,6 +296,17 @@ class FakeSky:
             j["checkpoint"] += self.steps_per_poll
             j["log"].append(f'::rayctl:: {{"type": "progress", "unit": "steps", "done": {j["checkpoint"]}, '
                             f'"total": {self.steps_per_poll * (self.run_polls + 1)}}}')
+            if n in self.preempt_worker_at_polls and len(self.clusters[j["cluster"]]["nodes"]) > 1:
+                self.preempt_worker_at_polls.discard(n)
+                c = self.clusters[j["cluster"]]
+                c["nodes"][1] = "TERMINATED"  # a spot worker VM is gone; the head still runs
+                c["status"] = "INIT"
+                # SkyPilot's controller checks a multi-node cluster's status on every poll; not UP -> recovery,
+                # and EAGER_NEXT_REGION cleans the partial cluster up before relaunching it elsewhere.
+                self.clusters.pop(j["cluster"], None)
+                j["status"] = "RECOVERING"
+                j["log"].append("(controller) Cluster is preempted or failed (status: INIT). Recovering...")
+                return
             if n in self.preempt_at_polls:
                 self.preempt_at_polls.discard(n)
                 self.clusters.pop(j["cluster"], None)  # the spot VM is gone
@@ -332,10 +398,15 @@ class FakeSky:
                 raise ResourcesUnavailableError(f"Failed to provision all possible launchable resources. "
                                                 f"Relax the task's resource requirements: {len(tried)} tried",
                                                 failover_history=[RuntimeError(t) for t in tried])
+            n = int(task.config.get("num_nodes") or 1)
+            log = []
+            alive = self._head_waits(task, log)
+            if alive is not None:
+                log.append("::rayctl:: {\"type\": \"metrics\", \"url\": \"http://10.0.0.5:8000\"}")
             self.clusters[cluster_name] = {"infra": entry["infra"], "status": "UP", "job": 1, "job_polls": 0,
-                                           "job_status": "RUNNING", "autostop": idle_minutes_to_autostop,
-                                           "autodown": down, "log": ["::rayctl:: {\"type\": \"metrics\", "
-                                                                     "\"url\": \"http://10.0.0.5:8000\"}"]}
+                                           "job_status": "RUNNING" if alive is not None else "FAILED",
+                                           "autostop": idle_minutes_to_autostop, "autodown": down,
+                                           "nodes": ["UP"] * n, "log": log}
             if self.interrupt == "launch":
                 raise KeyboardInterrupt
             return 1, _Handle(entry)
@@ -352,7 +423,7 @@ class FakeSky:
                 self.interrupt = None
                 raise KeyboardInterrupt
             c["job_polls"] += 1
-            if c["job_polls"] >= self.run_polls:
+            if c["job_polls"] >= self.run_polls and c["job_status"] == "RUNNING":
                 c["job_status"] = self.outcome
             return {job_ids[0]: c["job_status"]}
         return req

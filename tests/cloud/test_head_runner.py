@@ -123,6 +123,30 @@ def test_head_runner_submits_streams_and_reports(ray_head):
     assert time.time() - t < 60
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_head_runner_waits_for_every_node_before_submitting(ray_head):
+    """SKYPILOT_NUM_NODES=2 on a real 1-node Ray head: the runner counts the alive nodes with Ray's state API,
+    never submits, and exits EXIT_NODES after RAYCTL_NODES_TIMEOUT_S with a ::rayctl:: error line."""
+    deadline = time.monotonic() + 120
+    while skypilot_head.alive_nodes(ray_head) < 1:  # a loaded machine's raylet registers seconds after the dashboard
+        assert time.monotonic() < deadline, "the head's raylet never registered"
+        time.sleep(2)
+    assert skypilot_head.alive_nodes(ray_head) == 1
+    with urllib.request.urlopen(f"{ray_head}/api/jobs/", timeout=10) as r:
+        before = len(json.loads(r.read().decode()))
+    t = time.monotonic()
+    p = _head(ray_head, "python -c \"print('never runs')\"",
+              extra_env={"SKYPILOT_NUM_NODES": "2", "RAYCTL_NODES_TIMEOUT_S": "6"})
+    assert p.returncode == skypilot_head.EXIT_NODES, p.stdout + p.stderr
+    assert "1 of 2 Ray node(s) alive" in p.stdout and "never runs" not in p.stdout
+    m = protocol.merge_metrics(p.stdout.splitlines())
+    assert m["nodes_alive"] == 1 and m["nodes_wanted"] == 2 and "only 1 of 2 nodes joined" in m["error"]
+    assert 6 <= time.monotonic() - t < 120
+    with urllib.request.urlopen(f"{ray_head}/api/jobs/", timeout=10) as r:
+        assert len(json.loads(r.read().decode())) == before  # nothing was submitted
+
+
 def test_resolve_runtime_env_expands_paths_and_keeps_secrets_out():
     spec = {"runtime_env": {"working_dir": "~/sky_workdir", "py_modules": ["~/.rayctl/pkg/rayctl", "s3://b/m.zip"],
                             "env_vars": {"A": "1", "HF_TOKEN": "stray"}}, "secret_env": ["HF_TOKEN", "MISSING_TOKEN"]}

@@ -15,7 +15,7 @@ import stat
 from ..errors import Problem, RecipeError
 from .model import Budget, MinSpec, Recipe, Resources, Teardown, build
 from .schema import KINDS, SCHEMA, validate
-from .yamlsafe import Fail, Located, load as load_yaml
+from .yamlsafe import Fail, Located, dotted, load as load_yaml
 
 __all__ = ["Budget", "KINDS", "MinSpec", "Recipe", "Resources", "SCHEMA", "Teardown", "load", "loads",
            "RecipeError"]
@@ -70,6 +70,22 @@ def load(path: str | os.PathLike) -> Recipe:
 
 
 MAX_READ = 1 << 20
+
+
+def check_target(r: Recipe, target: str) -> None:
+    """RecipeError (exit 2, file/line/field) when `r` cannot run on `target` (`rayctl launch --target`
+    naming another target than the recipe's own; the recipe's own target was checked when it loaded)."""
+    from ..redact import redact_url
+    from .schema import target_checks
+
+    if not isinstance(r.raw, dict) or target == r.target:
+        return
+    problems = []
+    for path, message, key in target_checks(r.raw, target):
+        line, col = r.marks.where(path, key=key) if r.marks is not None else (None, None)
+        problems.append(Problem(redact_url(message), field=dotted(path), line=line, column=col))
+    if problems:
+        raise RecipeError(r.path, problems)
 
 
 def secret_values(path) -> tuple[str, ...]:

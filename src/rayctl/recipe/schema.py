@@ -349,4 +349,23 @@ def _python_checks(doc: dict, bad: set) -> list:
     if not under(("workload",)) and not fields:
         out.extend((("workload",) + sub, msg, k)
                    for sub, msg, k in mod.extra(wl, spec.with_defaults(wl, mod.FIELDS)))
+        if ("target",) not in bad and not under(("resources",)):
+            out.extend(target_checks(doc, doc.get("target", default("target"))))
     return out
+
+
+def target_checks(doc: dict, target: str) -> list:
+    """(path, message, points at a key?) for the rules of the recipe document `doc` that depend on
+    where it runs (`target`: the recipe's own, or `rayctl launch --target`), e.g. checkpoint storage
+    every node reaches when a multi-node run is on the cloud or an existing cluster."""
+    mod = spec.KINDS.get(doc.get("kind"))
+    wl = doc.get("workload") or {}
+    check = getattr(mod, "target_checks", None)
+    if check is None or not isinstance(wl, dict) or "entrypoint" in wl:
+        return []
+    res = doc.get("resources") or {}
+    nodes = res.get("nodes", default("resources", "nodes")) if isinstance(res, dict) else None
+    if not isinstance(nodes, int) or isinstance(nodes, bool):
+        return []
+    return [(("workload",) + sub, msg, k)
+            for sub, msg, k in check(spec.with_defaults(wl, mod.FIELDS), nodes, target)]

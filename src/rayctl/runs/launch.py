@@ -35,7 +35,7 @@ from ..settings import rayctl_home
 from ..errors import InputError, Interrupted, JobFailed, RayctlError
 from ..ledger import FINAL, Ledger, new_run_id
 from ..redact import redact, redact_url, secret_values
-from .capacity import check_fits, check_resources, cluster_resources
+from .capacity import check_fits, check_recipe_nodes, check_resources, cluster_resources
 from .cluster_api import client, parse_address, probe
 from .follow import failure_reason, follow
 
@@ -72,6 +72,9 @@ def launch(recipe, *, target: str | None = None, detach: bool = False, quiet: bo
     work, Interrupted (130) on Ctrl-C/SIGTERM, RayctlError (1) when the cluster cannot start.
     """
     target = check_target(target or recipe.target, "--target" if target else f"{recipe.path}: field 'target'")
+    from ..recipe import check_target as recipe_fits_target
+
+    recipe_fits_target(recipe, target)  # e.g. checkpoints every node reaches: exit 2 before anything starts
     rep = reporter or Reporter(quiet=quiet)
     own_ledger = ledger is None
     led = ledger or Ledger()
@@ -132,6 +135,8 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
             address, extra_env = target, {}
             v = probe(address)
             rep.stage(f"Ray {v.get('ray_version', '?')} cluster at {shown}")
+            for w in check_recipe_nodes(address, recipe):  # too few nodes or accelerators: exit 2
+                rep.warn(w)
             led.update(run_id, cluster=shown, ray_address=shown)
             led.open_segment(run_id, cloud=None, nodes=1, hourly_usd_per_node=0.0)
     try:

@@ -11,6 +11,11 @@ included), and exits with the job's outcome:
 - 75 (`EXIT_BUDGET`): `RAYCTL_DEADLINE` (epoch seconds, set by `rayctl launch` from
   `budget.max_hours` / `budget.max_usd`) passed: the job was stopped. The deadline is
   absolute, so it holds across spot recoveries and even if the rayctl client is gone.
+- 76 (`EXIT_NODES`): on a multi-node cluster (`SKYPILOT_NUM_NODES` > 1), not every node
+  joined the Ray cluster within `RAYCTL_NODES_TIMEOUT_S` (default 600): nothing was
+  submitted, and a `::rayctl::` metrics line says how many of how many (`error`,
+  `nodes_alive`, `nodes_wanted`). Before submitting, the runner waits for all N nodes
+  to be alive (Ray's state API, what `ray list nodes` reads) and reports `nodes_alive`.
 
 SIGTERM (SkyPilot cancelling the job) stops the Ray job before exiting.
 
@@ -34,6 +39,9 @@ import time
 from ... import protocol
 
 EXIT_BUDGET = 75
+EXIT_NODES = 76
+NODES_TIMEOUT_S = 600.0
+NODES_POLL_S = 5.0
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
@@ -71,17 +79,58 @@ def deadline(environ=os.environ, now: float | None = None) -> float | None:
     return None
 
 
+def alive_nodes(address: str) -> int:
+    """Alive nodes of the Ray cluster whose dashboard is `address` (Ray's state API; token auth from the env)."""
+    from ray.util.state import list_nodes
+
+    return len(list_nodes(address=address, filters=[("state", "=", "ALIVE")], limit=10000,
+                          raise_on_missing_output=False))
+
+
+def wait_for_nodes(want: int, count, *, timeout_s: float = NODES_TIMEOUT_S, clock=time.monotonic,
+                   sleep=time.sleep, out=sys.stdout) -> int | None:
+    """Wait until `count()` (alive Ray nodes) reaches `want`: the count, or None after `timeout_s`
+    (an error line was printed: which nodes are missing, nothing submitted)."""
+    start, last, why = clock(), None, ""
+    while True:
+        try:
+            n, why = int(count()), ""
+        except Exception as e:  # the head's dashboard not answering yet counts as no node
+            n, why = 0, f" ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+        if n != last:
+            out.write(f"rayctl: {n} of {want} Ray node(s) alive{why}\n")
+            out.flush()
+            last = n
+        if n >= want:
+            protocol.metrics(nodes_alive=n, stream=out)
+            return n
+        if clock() - start >= timeout_s:
+            protocol.metrics(error=f"only {n} of {want} nodes joined the Ray cluster within {timeout_s:g} s "
+                                   "(a worker node never joined; its start_cluster output is in `sky logs`); "
+                                   "the job was not submitted", nodes_alive=n, nodes_wanted=want, stream=out)
+            return None
+        sleep(NODES_POLL_S)
+
+
 def _status_name(st) -> str:
     return str(getattr(st, "value", st)).upper()
 
 
-def main(environ=os.environ, client=None, sleep=time.sleep, out=sys.stdout) -> int:
+def main(environ=os.environ, client=None, sleep=time.sleep, out=sys.stdout, nodes=None,
+         clock=time.monotonic) -> int:
     spec = json.loads(environ["RAYCTL_JOB_SPEC"])
     run_id = environ.get("RAYCTL_RUN_ID") or spec.get("run_id") or "rayctl"
+    address = environ.get("RAYCTL_RAY_ADDRESS", "http://127.0.0.1:8265")
+    want = int(environ.get("SKYPILOT_NUM_NODES") or 1)
+    if want > 1:  # every node's raylet must have joined before the job is placed
+        timeout_s = float(environ.get("RAYCTL_NODES_TIMEOUT_S") or NODES_TIMEOUT_S)
+        if wait_for_nodes(want, nodes or (lambda: alive_nodes(address)), timeout_s=timeout_s, clock=clock,
+                          sleep=sleep, out=out) is None:
+            return EXIT_NODES
     if client is None:
         from ray.job_submission import JobSubmissionClient
 
-        client = JobSubmissionClient(environ.get("RAYCTL_RAY_ADDRESS", "http://127.0.0.1:8265"))
+        client = JobSubmissionClient(address)  # Ray adds its token header when RAY_AUTH_MODE=token
     end = deadline(environ)
     sid = f"{run_id}-{int(time.time())}"
     missing = missing_secrets(spec, environ)

@@ -159,7 +159,7 @@ def launch_cloud(recipe, plan, ledger, run_id: str, *, detach: bool = False, qui
                {v: k for k, v in (zone_names or {}).items()}, clock, sleep, poll_s, quiet,
                budget=recipe.budget, start=start)
     # stored with the run, so that `status`/`stop` of a detached run police the budget it started with
-    ledger.update(run_id, status="provisioning", cluster=name,
+    ledger.update(run_id, status="provisioning", cluster=name, nodes=recipe.resources.nodes,
                   budget={"max_usd": recipe.budget.max_usd, "max_hours": recipe.budget.max_hours})
     ledger.add_event(run_id, "launch", at=iso(start), detail={"cluster": name, "mode": mode, "candidates": len(used),
                                                "first": used[0].label if used else None})

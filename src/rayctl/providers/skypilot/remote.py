@@ -202,16 +202,29 @@ def setup_script(reqs: list[str] | None = None) -> str:
     )
 
 
+RAY_TOKEN_ENV = "RAYCTL_RAY_TOKEN"  # a task secret: the cluster's Ray auth token, the same on every node
+
+
 def run_script() -> str:
+    """Every node: a user Ray cluster (6379/8265) beside SkyPilot's own Ray (6380), started by SkyPilot's
+    `start_cluster`: the head on SKYPILOT_NODE_RANK 0, every other node joins it (the first of
+    SKYPILOT_NODE_IPS). With the task's RAYCTL_RAY_TOKEN secret (set by `rayctl launch`), Ray runs with
+    token auth and each node joins with that token. On the head, the head runner then waits for all
+    SKYPILOT_NUM_NODES nodes (RAYCTL_NODES_TIMEOUT_S) before it submits; it runs even when start_cluster's
+    own wait for the workers gave up, so that a worker that never joins is reported as such."""
     return (
         "set -e\n"
         "export PATH=$HOME/.local/bin:$PATH\n"
         f". {REMOTE_VENV}/bin/activate\n"
         f"export PYTHONPATH={REMOTE_PKG}${{PYTHONPATH:+:$PYTHONPATH}}\n"
-        "export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}\n"
-        "# A user Ray cluster on every node (6379/8265), beside SkyPilot's own Ray (6380).\n"
-        "~/sky_templates/ray/start_cluster\n"
-        'if [ "${SKYPILOT_NODE_RANK}" = "0" ]; then\n'
+        f'if [ -n "${{{RAY_TOKEN_ENV}:-}}" ]; then\n'
+        f'  export RAY_AUTH_MODE=token RAY_AUTH_TOKEN="${{{RAY_TOKEN_ENV}}}"\n'
+        "else\n"
+        "  export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}\n"
+        "fi\n"
+        'if [ "${SKYPILOT_NODE_RANK:-0}" = "0" ]; then\n'
+        '  ~/sky_templates/ray/start_cluster || echo "rayctl: start_cluster exited $? on the head node"\n'
         "  exec python -m rayctl.providers.skypilot.head\n"
         "fi\n"
+        "~/sky_templates/ray/start_cluster\n"
     )

@@ -163,10 +163,17 @@ class _Run:
             why = "the managed job was cancelled outside rayctl"
             self.ledger.finish(self.run_id, "stopped", why, ended_at=end, **fields)
             raise JobFailed(f"{self.name}: {why}")
-        why = f"{rec.status}: {redact(rec.failure_reason or 'see rayctl logs ' + self.run_id, extra=self.sink.secrets)}"
-        self._event("job_failed", detail={"status": rec.status})
+        nodes = self._nodes_error()
+        why = f"{rec.status}: " + (nodes or redact(rec.failure_reason or 'see rayctl logs ' + self.run_id,
+                                                   extra=self.sink.secrets))
+        self._event("job_failed", detail={"status": rec.status, **({"error": nodes} if nodes else {})})
         self.ledger.finish(self.run_id, "failed", why, ended_at=end, **fields)
         raise JobFailed(f"{self.name}: job {why} (cluster released by SkyPilot)")
+
+    def _nodes_error(self) -> str | None:
+        """The head runner's message when not every node joined the Ray cluster (it submitted nothing)."""
+        m = self.sink.metrics
+        return str(m["error"]) if m.get("nodes_wanted") and m.get("error") else None
 
     # ------------------------------------------------------------- clusters
     def cluster(self, task, detach: bool, *, kind: str, teardown_after: str, autostop) -> dict:
@@ -204,8 +211,11 @@ class _Run:
                 self._event("budget_stop", detail={"by": "head deadline"})
                 raise _Stop("stopped", "budget deadline reached on the head node; job stopped",
                             BudgetExceeded(f"{self.name}: budget deadline reached; job stopped"))
-            self._event("job_failed", detail={"status": st})
-            raise _Stop("failed", f"job {st}", JobFailed(f"{self.name}: job {st}; see `rayctl logs {self.run_id}`"))
+            nodes = self._nodes_error()
+            self._event("job_failed", detail={"status": st, **({"error": nodes} if nodes else {})})
+            raise _Stop("failed", f"job {st}" + (f": {nodes}" if nodes else ""),
+                        JobFailed(f"{self.name}: job {st}" + (f": {nodes}" if nodes else "")
+                                  + f"; see `rayctl logs {self.run_id}`"))
         if kind == "serve":
             from .task import SERVE_PORT
 

@@ -26,9 +26,12 @@ What the task holds:
   runtime env, so Ray installs them exactly as on the local target.
 - `setup`: a venv with rayctl's runtime requirements (same Ray version as the client).
 - `run`: on every node, `~/sky_templates/ray/start_cluster` starts a user Ray cluster
-  (ports 6379/8265, never SkyPilot's own Ray on 6380); on the head node,
-  `python -m rayctl.providers.skypilot.head` submits the *same* entrypoint and runtime
-  env the local target submits, streams its logs, and stops it at the budget deadline.
+  (ports 6379/8265, never SkyPilot's own Ray on 6380): the head on SKYPILOT_NODE_RANK 0,
+  the other nodes join it; with `rayctl launch`, Ray token auth with a fresh token (the
+  secret `RAYCTL_RAY_TOKEN`). On the head node, `python -m rayctl.providers.skypilot.head`
+  waits for all `num_nodes` nodes (`RAYCTL_NODES_TIMEOUT_S` in `envs` for N > 1), submits
+  the *same* entrypoint and runtime env the local target submits, streams its logs, and
+  stops it at the budget deadline.
 - credential-looking env vars of the workload (`*TOKEN*`, `*SECRET*`, ...) go into
   `secrets` (SkyPilot redacts them); the emitted YAML writes them as `null` (pass
   `--secret NAME` to `sky launch`), rayctl's launch fills them in memory. Their values
@@ -43,7 +46,8 @@ import re
 from typing import Any
 
 from .candidates import MAX_CANDIDATES, aws_zone_names, ordered_resources
-from .remote import remote_spec, requirements, run_script, setup_script
+from .head import NODES_TIMEOUT_S
+from .remote import RAY_TOKEN_ENV, remote_spec, requirements, run_script, setup_script
 
 SERVE_PORT = 8000
 
@@ -153,6 +157,12 @@ def build_task(recipe, plan, run_id: str, spec, *, candidates=None, zone_names: 
         envs["RAYCTL_BUDGET_SECONDS"] = str(int(budget_s))
     if deadline_epoch is not None:
         envs["RAYCTL_DEADLINE"] = str(int(deadline_epoch))
+    if recipe.resources.nodes > 1:
+        envs["RAYCTL_NODES_TIMEOUT_S"] = str(int(NODES_TIMEOUT_S))  # the head runner's wait for every node
+    if with_secret_values:  # `rayctl launch`: Ray token auth, one fresh token per cluster (never in --emit)
+        import secrets as _secrets
+
+        secrets = {**secrets, RAY_TOKEN_ENV: _secrets.token_hex(32)}
     if recipe.kind == "serve":
         resources["ports"] = [SERVE_PORT]
         envs["RAYCTL_SERVE_HOST"] = "0.0.0.0"

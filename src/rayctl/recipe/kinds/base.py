@@ -166,6 +166,29 @@ def is_uri(path: str) -> bool:
     return bool(_URI.match(str(path)))
 
 
+LOCAL_SCHEMES = ("file", "local")
+
+
+def shared_storage(wl: dict, key: str, nodes: int, target: str, default_doc: str) -> list:
+    """`workload.<key>` must be storage every node reaches when the run spans nodes on a cluster
+    that is not this machine (the cloud, or an existing cluster at http(s)://): an object store
+    URI, not a local folder (each node would write its own, and a resumed run finds nothing).
+    On the local target (every node on this machine) a local folder is fine."""
+    if nodes <= 1 or target == "local" or not isinstance(target, str):
+        return []
+    value = wl.get(key)
+    where = "the cloud" if target == "cloud" else "an existing cluster"
+    if value is None:
+        path, what = (), f"is not set, so it defaults to a local folder ({default_doc})"
+    elif is_uri(value) and str(value).split("://", 1)[0].lower() not in LOCAL_SCHEMES:
+        return []
+    else:
+        path, what = (key,), f"'{value}' is a local path"
+    return [(path, f"{key} {what}, but with resources.nodes: {nodes} on {where} (target: {target}) "
+                   "each node would keep its own copy and a resumed run would not find it; use storage every "
+                   "node can reach: s3://bucket/path or gs://bucket/path", False)]
+
+
 def describe(value) -> str:
     """A value in words, for messages: "string 'x'", "number 3", "a list", ..."""
     if value is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import choice, integer, number, string
+from .base import choice, integer, number, shared_storage, string
 
 KIND = "train"
 FIELDS: dict[str, dict] = {
@@ -28,3 +28,8 @@ FIELD_CHECKS: dict = {}
 
 def extra(raw: dict, wl: dict) -> list:
     return []
+
+
+def target_checks(wl: dict, nodes: int, target: str) -> list:
+    """Rules that depend on where the recipe runs: checkpoints every node reaches (multi-node, remote)."""
+    return shared_storage(wl, "storage", nodes, target, "$RAYCTL_HOME/checkpoints on the node running the job")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-from .base import choice, describe, integer, mapping, number, string
+from .base import choice, describe, integer, mapping, number, shared_storage, string
 
 # The hyperparameters the demo model (workloads/demo_task.py) takes; tune's param_space may set these.
 HYPERPARAMS = {
@@ -167,3 +167,8 @@ def extra(raw: dict, wl: dict) -> list:
         out.append((("grace_period",), f"grace_period ({wl['grace_period']}) is above max_epochs "
                                        f"({wl['max_epochs']})", False))
     return out
+
+
+def target_checks(wl: dict, nodes: int, target: str) -> list:
+    """Rules that depend on where the recipe runs: trial results every node reaches (multi-node, remote)."""
+    return shared_storage(wl, "storage", nodes, target, "$RAYCTL_HOME/tune on the node running the job")
