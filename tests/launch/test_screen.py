@@ -190,3 +190,22 @@ def test_launch_screen_plain_and_on_a_terminal(local_cluster, tmp_path):
     assert "Running entrypoint for job" in plain and "INFO" in plain  # --verbose streams Ray's lines
     assert "rayctl: engine transformers" in plain and "throughput: " in plain
     assert "the local Ray cluster keeps running for the next launch" in plain
+
+
+def test_ray_log_dedup_keeps_protocol_lines_with_the_job_env():
+    """Ray's own log deduplicator (the one a job driver runs) with and without rayctl's JOB_ENV setting:
+    protocol lines from two worker processes are all kept with it, folded without it."""
+    from ray._private.ray_logging import LogDeduplicator
+
+    lines = [protocol.progress(d, 4, "steps", stream=io.StringIO()) for d in (1, 2, 3, 4)]
+
+    def kept(allow_re) -> list:
+        dedup = LogDeduplicator(5, allow_re, None, _timesource=lambda: 0.0)
+        out = []
+        for pid, batch in ((101, lines[:2]), (202, lines[2:])):
+            for b in dedup.deduplicate({"ip": "127.0.0.1", "pid": pid, "lines": list(batch)}):
+                out += b["lines"]
+        return out
+
+    assert kept(None) == lines[:2]  # what Ray does by default: the second worker's lines are folded away
+    assert kept(protocol.JOB_ENV["RAY_DEDUP_LOGS_ALLOW_REGEX"]) == lines
