@@ -7,7 +7,8 @@ A job prints one line per event, the marker followed by one JSON object::
     ::rayctl:: {"type": "budget", "message": "budget deadline reached; job stopped", "deadline": 1.7e9}
 
 - `progress`: `unit` is one of rows, trials, epochs, steps (missing: steps); `done` a
-  number; `total` a number or null; `message` (optional) a string.
+  number; `total` a number or null; `message` (optional) a string; `output_tokens`
+  (optional) a number, the tokens generated so far (the launch screen shows tokens/s).
 - `metrics`: any keys. Metrics lines merge: later keys win, so the last value of each
   key is the result. `rows`, `input_tokens`, `output_tokens` fill the ledger columns;
   `best_config`, `best_metric`, `checkpoint`, `output`, `url` are shown in summaries;
@@ -17,8 +18,8 @@ A job prints one line per event, the marker followed by one JSON object::
 
 Lines written by Ray worker processes reach the job log prefixed by Ray (for example
 ``(RayTrainWorker pid=123) ::rayctl:: {...}``, sometimes with colour codes), so a reader
-looks for the marker anywhere in a line. Jobs that emit from workers set
-``RAY_DEDUP_LOGS=0`` so Ray does not fold similar lines together.
+looks for the marker anywhere in a line. rayctl sets `JOB_ENV` in every job so Ray's
+log deduplication never folds protocol lines of different workers together.
 
 This one module is both sides: the emitters (`progress`, `metrics`, `budget`) run in
 workloads on the cluster, the parser (`parse_line`, `Report`, `merge_metrics`) in
@@ -38,6 +39,9 @@ from dataclasses import dataclass, field
 MARKER = "::rayctl::"
 UNITS = ("rows", "trials", "epochs", "steps")
 TYPES = ("progress", "metrics", "budget")
+# Set in every job's environment by rayctl: Ray's log deduplication never folds protocol lines
+# (it folds look-alike lines of different workers into one "[repeated Nx across cluster]" line).
+JOB_ENV = {"RAY_DEDUP_LOGS_ALLOW_REGEX": MARKER}
 LEDGER_COUNTS = ("rows", "input_tokens", "output_tokens")
 
 
@@ -68,12 +72,16 @@ def _emit(obj: dict, stream=None) -> str:
     return line
 
 
-def progress(done: int, total: int | None = None, unit: str = "rows", message: str = "", *, stream=None) -> str:
-    """Print a progress line; returns the line printed."""
+def progress(done: int, total: int | None = None, unit: str = "rows", message: str = "", *,
+             output_tokens: int | None = None, stream=None) -> str:
+    """Print a progress line; returns the line printed. `output_tokens`: generated so far (optional)."""
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
-    return _emit({"type": "progress", "unit": unit, "done": int(done),
-                  "total": None if total is None else int(total), "message": str(message)}, stream)
+    ev = {"type": "progress", "unit": unit, "done": int(done), "total": None if total is None else int(total),
+          "message": str(message)}
+    if output_tokens is not None:
+        ev["output_tokens"] = int(output_tokens)
+    return _emit(ev, stream)
 
 
 def metrics(*, stream=None, **kv) -> str:
@@ -122,6 +130,8 @@ def parse_line(line: str) -> dict | None:
             return None
         if ev.get("unit", "steps") not in UNITS or not isinstance(ev.get("message", ""), (str, type(None))):
             return None
+        if ev.get("output_tokens") is not None and not is_number(ev["output_tokens"]):
+            ev.pop("output_tokens")
     return ev
 
 

@@ -22,6 +22,22 @@ for i in range(rows):
 print("::rayctl:: not json", flush=True)
 print("::rayctl:: " + json.dumps({"type": "metrics", "rows": rows, "input_tokens": 7 * rows,
                                   "output_tokens": 11 * rows, "output": "/tmp/nowhere.jsonl"}), flush=True)
+if mode == "workers":  # protocol lines from two worker processes, which Ray's log dedup would fold
+    import ray
+
+    ray.init(logging_level="WARNING")
+
+    @ray.remote(num_cpus=0)
+    class W:
+        def report(self, first):
+            for d in (first, first + 1):
+                print("::rayctl:: " + json.dumps({"type": "progress", "unit": "steps", "done": d, "total": 4}),
+                      flush=True)
+            return os.getpid()
+
+    ws = [W.remote(), W.remote()]
+    assert len(set(ray.get([w.report.remote(1 + 2 * i) for i, w in enumerate(ws)]))) == 2
+    time.sleep(1.0)  # the workers' lines reach the driver
 if mode == "fail":
     raise ValueError("boom from the job")
 print("done", flush=True)

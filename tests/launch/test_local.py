@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow]
 
 @pytest.mark.timeout(180)
 def test_launch_user_code_end_to_end(cli, make_recipe, local_cluster, rayctl_home):
-    recipe = make_recipe(name="hello", args="4")
+    recipe = make_recipe(name="hello", args="4 workers")
     res = cli("launch", recipe)
     assert res.code == 0, res
     assert_no_traceback(res)
@@ -31,6 +31,13 @@ def test_launch_user_code_end_to_end(cli, make_recipe, local_cluster, rayctl_hom
     assert "4 rows · 28 input tokens · 44 output tokens" in res.out
     assert "output written: /tmp/nowhere.jsonl" in res.out
     assert "hello from the job hi-there" in res.out  # the job's output streams through, with its env
+    # Every progress event is a line, also those two worker processes printed in the same second
+    # (Ray's log deduplication would fold them into one "[repeated 3x across cluster]" line).
+    for d in (1, 2, 3, 4):
+        assert f"progress: rows {d}/4 ({25 * d}%)" in res.err, res.err
+        assert f"progress: steps {d}/4 ({25 * d}%)" in res.err, res.err
+    assert "repeated" not in res.out + res.err and "Running entrypoint" not in res.out  # Ray's lines: the log only
+    assert "output tokens/s (44 output tokens in the whole run's" in res.out  # the one throughput figure
 
     [row] = ledger_rows(rayctl_home)
     rid = row["id"]
@@ -64,7 +71,11 @@ def test_launch_user_code_end_to_end(cli, make_recipe, local_cluster, rayctl_hom
     assert res.code == 0 and json.loads(res.out)["status"] == "succeeded"
     assert len(json.loads(res.out)["segments"]) == 1
     res = cli("logs", rid)
-    assert res.code == 0 and "hello from the job" in res.out
+    assert res.code == 0 and "hello from the job" in res.out and "Running entrypoint" in res.out
+    assert '"type": "progress"' not in res.out and '"type": "metrics"' not in res.out  # protocol lines: --raw
+    assert "::rayctl:: not json" in res.out  # not a protocol event: the job's own output
+    res = cli("logs", rid, "--raw")
+    assert res.code == 0 and res.out.count('"type": "progress"') == 8 and '"type": "metrics"' in res.out
     res = cli("stop", rid)
     assert res.code == 0 and "already ended: succeeded" in res.out
 

@@ -30,6 +30,8 @@ def launch_cmd(
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once the job is submitted."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before starting paid cloud resources."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings, errors and the final summary."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also stream Ray's and the libraries' own output "
+                                 "(always in the run's log: `rayctl logs RUN`)."),
     wait: float = typer.Option(0, "--wait", min=0, metavar="SECONDS",
                                help="On the local cluster, queue up to SECONDS for CPUs/GPUs that other rayctl runs "
                                     "hold (the run shows `queued` in `rayctl runs`); 0 refuses at once (exit 1)."),
@@ -61,12 +63,14 @@ def launch_cmd(
                              "(there is no terminal to ask on)")
         if not typer.confirm(f"Launch '{r.name}' on a paid cloud offer (see `rayctl plan {recipe}`)?"):
             raise InputError("not confirmed; nothing was started")
+    if quiet and verbose:
+        raise InputError("--quiet and --verbose: choose one")
     if not quiet and sys.stdout.isatty() and sys.stderr.isatty():
         from .progress import RichReporter
 
-        reporter = RichReporter()
+        reporter = RichReporter(verbose=verbose)
     else:
-        reporter = Reporter(quiet=quiet)
+        reporter = Reporter(quiet=quiet, verbose=verbose)
     row = launch(r, target=tgt, detach=detach, quiet=quiet, reporter=reporter, wait=wait)
     _summary(row, detach)
 
@@ -80,6 +84,7 @@ def _summary(row: dict, detach: bool) -> None:
     if row["status"] == "serving":
         con.print(f"[green]serving[/] run {rid} at [bold]{m.get('url', '?')}[/]  "
                   f"(stop with `rayctl stop {rid}`)")
+        _local_cluster_note(con, row)
         return
     if detach and row["status"] not in FINAL:
         con.print(f"submitted run {rid} as Ray job {row.get('ray_job_id')} on {row.get('ray_address')} "
@@ -95,22 +100,47 @@ def _summary(row: dict, detach: bool) -> None:
         facts.append(f"{row['input_tokens']:,} input tokens")
     if row.get("output_tokens") is not None:
         facts.append(f"{row['output_tokens']:,} output tokens")
-        if dur:
-            facts.append(f"{row['output_tokens'] / dur:,.1f} output tok/s end to end")
     if facts:
         con.print("  " + " · ".join(facts))
+    tput = throughput(row)
+    if tput:
+        con.print(f"  throughput: {tput}", markup=False)
     for key, label in (("output", "output written"), ("checkpoint", "checkpoint"), ("best_config", "best config"),
                        ("best_metric", "best metric")):
         if m.get(key) is not None:
             con.print(f"  {label}: {m[key]}", markup=False)
     shown = {"rows", "input_tokens", "output_tokens", "output", "checkpoint", "best_config", "best_metric", "url",
-             "error"}
+             "error", "output_tokens_per_s", "rows_per_s", "elapsed_s"}  # the rates: the one throughput line
     extra = [f"{k}={v}" for k, v in sorted(m.items()) if k not in shown and isinstance(v, (int, float, str))
              and not isinstance(v, bool) and len(str(v)) <= 40]
     if extra:
         con.print("  metrics: " + " ".join(extra[:12]), markup=False)
     where = "local" if row.get("cluster") == "local" else row.get("cluster") or row.get("target")
-    con.print(f"  cost {money(row.get('cost_usd'))} ({where}) · logs: {row.get('log_path')}", markup=False)
+    con.print(f"  cost {money(row.get('cost_usd'))} ({where}) · the job's whole output: `rayctl logs {rid}`",
+              markup=False)
+    _local_cluster_note(con, row)
+
+
+def throughput(row: dict) -> str | None:
+    """The run's one throughput figure, saying what it measures: output tokens per second over
+    the job's own time when the job measured it (batch-infer: read, generate, write), else over
+    the whole run (cluster start included)."""
+    out, m = row.get("output_tokens"), row.get("metrics") or {}
+    if not out:
+        return None
+    job_s = m.get("elapsed_s")
+    if isinstance(job_s, (int, float)) and not isinstance(job_s, bool) and job_s > 0:
+        return (f"{out / job_s:,.1f} output tokens/s ({out:,} output tokens in the job's {_dur(job_s)}: "
+                "read, generate, write)")
+    dur = row.get("duration_s")
+    if dur:
+        return f"{out / dur:,.1f} output tokens/s ({out:,} output tokens in the whole run's {_dur(dur)})"
+    return None
+
+
+def _local_cluster_note(con, row: dict) -> None:
+    if row.get("cluster") == "local":
+        con.print("  the local Ray cluster keeps running for the next launch; `rayctl down` stops it", markup=False)
 
 
 def _dur(s: float | None) -> str:
@@ -200,12 +230,17 @@ def status_cmd(
 def logs_cmd(
     run: str = typer.Argument(..., help="Run id (or a unique prefix).", show_default=False),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
+    raw: bool = typer.Option(False, "--raw", help="Keep the protocol lines (progress and metrics events) the "
+                             "job prints for rayctl."),
 ) -> None:
-    """Print a run's job log (from the cluster while it runs, else from the saved log file)."""
+    """Print a run's job log (from the cluster while it runs, else from the saved log file).
+
+    The job's whole output, Ray's lines included; without --raw, less the protocol lines (`::rayctl::`)."""
     from ..runs.control import client_or_none
     from ..runs.follow import follow as follow_job
     from ..runs.reconcile import LIVE, get_run, refresh
     from ..ledger import Ledger
+    from ..protocol import parse_line
     from ..recipe import secret_values
     from ..redact import redact
 
@@ -214,6 +249,8 @@ def logs_cmd(
         secrets = secret_values(row.get("recipe_path"))  # masked in every line printed
 
         def out(text: str) -> None:
+            if not raw:
+                text = "".join(ln for ln in text.splitlines(keepends=True) if parse_line(ln) is None)
             sys.stdout.write(redact(text, extra=secrets))
             sys.stdout.flush()
 

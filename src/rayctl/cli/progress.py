@@ -1,54 +1,88 @@
-"""Live launch output on a terminal: a spinner with the stage, a progress bar for the
-rows/trials/epochs the job reports, and the job's log lines scrolling above it."""
+"""Live launch output on a terminal: rayctl's stage lines scrolling above ONE live progress
+bar (rows/trials/epochs done of total, output tokens, output tokens/s, ETA) for what the
+job reports. The bar stays on screen when the job ends (finished, without the live rate:
+the summary states the run's one throughput figure)."""
 
 from __future__ import annotations
 
-from ..runs.reporter import Reporter, format_progress
+from ..runs.reporter import Reporter, format_progress, screen_text
 
 
 class RichReporter(Reporter):
-    def __init__(self):
-        super().__init__(quiet=False)
+    def __init__(self, verbose: bool = False):
+        super().__init__(quiet=False, verbose=verbose)
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = Console(highlight=False)
-        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=30),
-                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console,
-                                  transient=True, refresh_per_second=8)
-        self._task = self._progress.add_task("starting", total=None)
-        self._stage = "starting"
+        self._progress = Progress(SpinnerColumn(finished_text="[green]✔[/]"), TextColumn("{task.description}"),
+                                  BarColumn(bar_width=30), TextColumn("{task.fields[counts]}"),
+                                  TimeElapsedColumn(), console=self.console, transient=False,
+                                  refresh_per_second=8)
+        self._task = None
         self._progress.start()
 
-    def _describe(self, text: str) -> None:
-        self._progress.update(self._task, description=text)
+    def _say(self, msg: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text.assemble(("rayctl: ", "dim"), msg), soft_wrap=True)
 
     def stage(self, msg: str) -> None:
-        self.console.print(f"[dim]rayctl:[/] {msg}", markup=True, highlight=False)
-        self._stage = msg.split(";")[0]
-        self._describe(self._stage)
+        self._say(msg)
 
     def job_status(self, status: str, run_id: str) -> None:
-        self._stage = f"job {status.lower()}"
-        self._describe(self._stage)
+        self._say(f"job is {status.lower()}")
 
     def log_line(self, line: str) -> None:
         from rich.text import Text
 
-        self.console.print(Text.from_ansi(line), soft_wrap=True)
+        text = line if self.verbose else screen_text(line, self.user_code)
+        if text is None:
+            return
+        if not self.verbose and text.startswith("rayctl:"):
+            self._say(text[len("rayctl:"):].strip())
+        else:
+            self.console.print(Text.from_ansi(line), soft_wrap=True)
 
     def progress(self, ev: dict) -> None:
-        total = ev.get("total")
-        self._progress.update(self._task, total=total, completed=ev.get("done") or 0,
-                              description=f"{ev.get('unit', 'steps')}"
-                                          + (f" [dim]{ev['message']}[/]" if ev.get("message") else ""))
+        r = self.rate(ev)
+        total, done = ev.get("total"), ev.get("done") or 0
+        finished = total is not None and done >= total
+        parts = [f"{_n(done)}/{_n(total)}" if total else _n(done)]
+        if ev.get("output_tokens") is not None:
+            parts.append(f"{_n(ev['output_tokens'])} tokens")
+        tps, eta = r.tokens_per_s(), r.eta_s(total)
+        if not finished:
+            if tps is not None:
+                parts.append(f"{tps:,.1f} tok/s")
+            parts.append(f"ETA {_fmt_eta(eta)}" if eta is not None else "ETA -")
+        from rich.markup import escape
+
+        desc = f"{ev.get('unit', 'steps')}" + (f" [dim]{escape(ev['message'])}[/]" if ev.get("message") else "")
+        if self._task is None:  # the one bar, from the first progress event on
+            self._task = self._progress.add_task(desc, total=total, completed=done, counts=" · ".join(parts))
+        else:
+            self._progress.update(self._task, total=total, completed=done, description=desc,
+                                  counts=" · ".join(parts))
 
     def warn(self, msg: str) -> None:
-        self.console.print(f"[yellow]rayctl: warning:[/] {msg}", highlight=False)
+        from rich.text import Text
+
+        self.console.print(Text.assemble(("rayctl: warning: ", "yellow"), msg), soft_wrap=True)
 
     def close(self) -> None:
         self._progress.stop()
+
+
+def _n(x) -> str:
+    return f"{int(x):,}" if isinstance(x, (int, float)) else str(x)
+
+
+def _fmt_eta(s: float) -> str:
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}"
 
 
 __all__ = ["RichReporter", "format_progress"]

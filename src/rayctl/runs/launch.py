@@ -211,7 +211,10 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
             rep.warn(w)
         if led.get(run_id)["status"] in FINAL:  # `rayctl stop` got here first
             raise JobFailed(f"run {run_id} was stopped before its job was submitted")
-        env = {**(extra_env or {}), "RAYCTL_RUN_ID": run_id}
+        # RAY_DEDUP_LOGS_ALLOW_REGEX: Ray folds look-alike lines from different worker processes into
+        # one "[repeated Nx across cluster]" line; every `::rayctl::` line reads alike (its words hold
+        # digits), so protocol lines from workers would be lost. They are never folded.
+        env = {**(extra_env or {}), "RAYCTL_RUN_ID": run_id, **protocol.JOB_ENV}
         # workload.env secret values: masked in every job log line echoed, saved or parsed, and in the reason
         secrets.update(secret_values({**((spec.runtime_env or {}).get("env_vars") or {}), **env}))
         meta = {"rayctl_run_id": run_id, "rayctl_recipe": recipe_name, "rayctl_detached": int(spec.detached)}
@@ -219,7 +222,8 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         wrote_secrets = secrets_via == "file" and secrets_file(run_id).exists()
         job_id = jobs.submit(cl, spec, run_id, extra_env=env, metadata=meta)
         led.update(run_id, status="running", ray_job_id=job_id, ray_address=shown)
-        rep.stage(f"submitted Ray job {job_id} (logs: {log_path})")
+        rep.begin_job(user_code=(spec.metadata or {}).get("rayctl_workload") == "user")
+        rep.stage(f"submitted Ray job {job_id}; its whole output: `rayctl logs {run_id}`")
         if detach:
             led.add_event(run_id, "launcher", detail={"pid": None, "detached": True})  # nobody follows it now
             rep.stage(f"detached; follow with `rayctl logs {run_id} --follow`, stop with `rayctl stop {run_id}`")
@@ -257,7 +261,7 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
         reason = redact(failure_reason(outcome.message, outcome.last_lines, report.metrics.get("error")),
                         extra=tuple(secrets))
         led.finish(run_id, "failed", reason=reason, **fields)
-        raise JobFailed(f"run {run_id} failed: {reason}\nlogs: {log_path} (or `rayctl logs {run_id}`)")
+        raise JobFailed(f"run {run_id} failed: {reason}\nthe job's whole output: `rayctl logs {run_id}`")
     except KeyboardInterrupt as e:
         with no_interrupts():
             rep.stage("interrupted; stopping the job" if job_id else "interrupted")

@@ -39,12 +39,13 @@ def watch(worker: threading.Thread, counter, total, stall_timeout_s: float) -> N
         if counter is None:
             continue
         try:
-            rows = ray.get(counter.get.remote(), timeout=10)["rows"]
+            got = ray.get(counter.get.remote(), timeout=10)
+            rows, tokens = got["rows"], got.get("output_tokens")
         except Exception:
             rows = last_rows  # the counter did not answer: no progress seen, the stall clock runs on
         if rows != last_rows:
             if rows > 0:
-                protocol.progress(rows, total, "rows", "generating")
+                protocol.progress(rows, total, "rows", "generating", output_tokens=tokens)
             last_rows, last_change = rows, time.monotonic()
         elif time.monotonic() - last_change > stall_timeout_s:
             free = ray.available_resources()
