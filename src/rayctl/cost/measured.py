@@ -1,7 +1,8 @@
 """The throughput a recorded run measured, and the GPUs to price it on.
 
 Throughput = output_tokens / duration, where duration is the workload's own
-`metrics.duration_s` when it reported one, else the run's `duration_s` (start to end,
+`metrics.duration_s` or `metrics.elapsed_s` (batch-infer: the job's read, generate and
+write, the figure `rayctl launch` prints) when it reported one, else the run's `duration_s` (start to end,
 wall clock: provisioning included, so a conservative figure). The request mix is the
 run's average per row. The GPUs are `--gpu`, else the run recipe's
 `resources.accelerators`, else the accelerator the ledger recorded for the run.
@@ -43,10 +44,13 @@ def measure(run: dict) -> Measured:
                          "(batch-infer or serve). State one with --throughput TOK_S instead.")
     metrics = run.get("metrics") if isinstance(run.get("metrics"), dict) else {}
     dur, src = None, None
-    m_dur = metrics.get("duration_s")
-    if isinstance(m_dur, (int, float)) and not isinstance(m_dur, bool) and m_dur > 0:
-        dur, src = float(m_dur), "metrics.duration_s (reported by the workload)"
-    elif run.get("duration_s"):
+    for key, what in (("duration_s", "metrics.duration_s (reported by the workload)"),
+                      ("elapsed_s", "metrics.elapsed_s (the job's own time: read, generate, write)")):
+        m_dur = metrics.get(key)
+        if isinstance(m_dur, (int, float)) and not isinstance(m_dur, bool) and m_dur > 0:
+            dur, src = float(m_dur), what
+            break
+    if dur is None and run.get("duration_s"):
         dur, src = float(run["duration_s"]), "runs.duration_s (whole run, start to end, wall clock)"
     if not dur or dur <= 0:
         raise InputError(f"--run {rid}: the run has no duration yet (status {run['status']}); wait for it to "
