@@ -82,7 +82,8 @@ def extra(raw: dict, wl: dict) -> list:
                                     f"name it .jsonl, .parquet or .csv or set input_format", False))
     engine = wl["engine"]
     if wl.get("engine_kwargs") and engine in ("transformers", "http"):
-        out.append((("engine_kwargs",), f"engine_kwargs are vLLM/SGLang engine arguments; engine is {engine}", False))
+        out.append((("engine_kwargs",), f"engine_kwargs are vLLM engine arguments (or SGLang's); engine is {engine}",
+                    False))
     if engine == "http":
         out.extend(_check_http(raw, wl))
     else:
