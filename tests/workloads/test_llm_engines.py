@@ -214,6 +214,10 @@ def test_api_run_cost_is_recorded_from_genai_prices(tmp_path):
     want = 2 * api["input_usd_per_mtok"] + 1 * api["output_usd_per_mtok"]
     assert row["cost_usd"] == pytest.approx(want) and row["metrics"]["api_cost_usd"] == pytest.approx(want)
     assert want > 0 and not warnings
+    from rayctl.cost import accounting
+
+    acc = accounting.run_cost(led, row)  # `rayctl cost report`: the cluster's $0 + the API's cost
+    assert acc["api_cost_usd"] == pytest.approx(want) and acc["cost_usd"] == pytest.approx(want)
 
     run("unknown", "https://api.openai.com/v1", "no-such-model-xyz")
     api_runs.record_cost(led, "unknown", warnings.append)
