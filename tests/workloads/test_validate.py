@@ -51,6 +51,8 @@ CASES = [
     ("serve", "route_prefix: v1", 5, 17, "workload.route_prefix", "starts with '/'"),
     ("serve", "max_tokens: 900", 5, 15, "workload.max_tokens", "above max_tokens_limit"),
     ("serve", "num_gpus: lots", 5, 13, "workload.num_gpus", "expected auto or a number >= 0"),
+    ("serve", "engine: transformers\nengine_kwargs: {max_model_len: 4096}", 6, 18, "workload.engine_kwargs",
+     "vLLM engine arguments"),
 ]
 
 

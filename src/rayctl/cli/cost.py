@@ -103,8 +103,10 @@ def compare_cmd(
                                                "1000, or the run's average per row with --run)."),
     output_tokens: Optional[int] = typer.Option(None, "--output-tokens", help="Output tokens per request "
                                                 "(default 250, or the run's average per row with --run)."),
-    run: Optional[str] = typer.Option(None, "--run", help="Use this recorded run's measured throughput (output "
-                                      "tokens / duration), priced at cloud offers for its recipe's GPUs."),
+    run: Optional[List[str]] = typer.Option(None, "--run", help="Use this recorded run's measured throughput (output "
+                                            "tokens / duration), priced at cloud offers for its recipe's GPUs. "
+                                            "Repeat it to compare runs side by side (e.g. a self-hosted run and an "
+                                            "API run of the same prompts): tokens/s, $ per 1M tokens, tokens per $."),
     throughput: Optional[float] = typer.Option(None, "--throughput", help="State a throughput: output tokens/s "
                                                "of the node at full load (needs --gpu)."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU offer to price, NAME:COUNT (default: the reference "
@@ -124,12 +126,17 @@ def compare_cmd(
 
     u = compare_mod.parse_utilization(utilization)
     compare_mod.check_counts(input_tokens, output_tokens, throughput)
+    if plot is not None and run and len(run) > 1:
+        from ..errors import InputError
+
+        raise InputError("--plot charts one comparison; with several --run, compare them without --plot (or "
+                         "plot each run alone)")
     if plot is not None:
         from ..cost import plot as plot_mod
 
         plot_mod.check_target(plot)  # fail on a bad extension before any work
     doc = compare_mod.compare(model=model, apis=api, input_tokens=input_tokens, output_tokens=output_tokens,
-                              run_id=run, throughput=throughput, gpu=gpu, utilization=u, catalog_flag=catalog,
+                              run_id=list(run or []) or None, throughput=throughput, gpu=gpu, utilization=u, catalog_flag=catalog,
                               gpu_throughput=gpu_throughput)
     _catalog_warnings(doc)
     if plot is not None:
@@ -137,6 +144,8 @@ def compare_cmd(
         doc["plot"] = str(written)
     if json_out:
         dump_json(doc)
+    elif "runs" in doc:
+        _print_runs(doc)
     else:
         _print_compare(doc)
 
@@ -165,6 +174,30 @@ def _volume(x) -> str:
         if x >= div:
             return f"{x / div:,.3g}{unit}"
     return f"{x:,.0f}"
+
+
+def _print_runs(doc: dict) -> None:
+    """`--run A --run B ...`: one row per run, side by side."""
+    from rich.table import Table
+
+    con = console()
+    t = Table(box=None, header_style="bold", pad_edge=False, title="measured runs side by side", title_justify="left")
+    for col in ("run", "recipe", "engine", "on", "status", "tokens", "seconds", "tok/s", "out tok/s",
+                "$/1M tokens", "tokens/$", "$ from"):
+        t.add_column(col, justify="right" if col in ("tokens", "seconds", "tok/s", "out tok/s", "$/1M tokens",
+                                                     "tokens/$") else "left", overflow="fold")
+    for r in doc["runs"]:
+        basis = "API cost" if r.get("api") else ("billed" if r["cost_basis"].startswith("billed") else "priced")
+        t.add_row(r["id"], r["recipe"], r.get("engine") or "-", r["priced_on"], r["status"], _int(r["tokens"]),
+                  f"{r['duration_s']:,.1f}", f"{r['tokens_per_s']:,.1f}" if r.get("tokens_per_s") else "-",
+                  f"{r['output_tokens_per_s']:,.1f}", money(r.get("usd_per_1m_tokens")), _int(r.get("tokens_per_usd")),
+                  basis)
+    con.print(t)
+    for r in doc["runs"]:
+        _say(con, f"{r['id']}: $ from {r['cost_basis']}; duration from {r['duration_source']}")
+    _say(con, "tokens = input + output; tok/s over the run's measured duration")
+    for n in doc["notes"]:
+        _say(con, f"note: {n}")
 
 
 def _print_compare(doc: dict) -> None:

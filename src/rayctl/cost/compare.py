@@ -110,13 +110,20 @@ def break_even(row: dict, api: baselines.ApiPrice) -> dict:
 
 
 def compare(*, model: str | None = None, apis: list[str] | None = None, input_tokens: int | None = None,
-            output_tokens: int | None = None, run_id: str | None = None, throughput: float | None = None,
+            output_tokens: int | None = None, run_id: str | list[str] | None = None, throughput: float | None = None,
             gpu: str | None = None, utilization: float = DEFAULT_UTILIZATION, catalog_flag: str | None = None,
             ledger=None, gpu_throughput: list[str] | None = None) -> dict:
-    """The whole comparison as one JSON-ready document (docs/cost.md lists its fields)."""
+    """The whole comparison as one JSON-ready document (docs/cost.md lists its fields).
+    `run_id`: one run (its `run` object), or a list: two or more give the side-by-side
+    document (`runs`, see side_by_side.py)."""
     from ..planning import catalog as catalog_mod
 
     check_counts(input_tokens, output_tokens, throughput)
+    run_ids = [run_id] if isinstance(run_id, str) else list(run_id or [])
+    run_id = run_ids[0] if len(run_ids) == 1 else None
+    if len(run_ids) > 1 and (throughput is not None or gpu_throughput):
+        raise InputError("--run measures the throughput of each run; --throughput and --gpu-throughput state one: "
+                         "pass one or the other")
     if run_id is not None and throughput is not None:
         raise InputError("--run and --throughput both give the throughput; pass one of them")
     api_names = _api_list(apis)
@@ -125,6 +132,13 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
         raise InputError(f"catalog {cat.source} holds no GPU offers to price self-hosting with; pass --catalog DIR "
                          "(SkyPilot's <cloud>/vms.csv layout) or set $RAYCTL_CATALOG")
     spec = parse_gpu(gpu, cat) if gpu else None
+    if len(run_ids) > 1:
+        from .side_by_side import compare_runs
+
+        return compare_runs(run_ids, model=model, spec=spec, utilization=utilization, cat=cat, ledger=ledger,
+                            input_tokens=input_tokens, output_tokens=output_tokens,
+                            catalog_doc={"source": cat.source, "as_of": cat.as_of, "warnings": list(cat.warnings)},
+                            genai_version=baselines.library_version(), price_row=self_hosted_row)
     from ..planning import throughputs as tp_mod
 
     stated = tp_mod.parse_stated(gpu_throughput)
@@ -137,7 +151,7 @@ def compare(*, model: str | None = None, apis: list[str] | None = None, input_to
     elif stated:
         src = from_stated_per_gpu(stated, spec, gpu, model)
     else:
-        src = from_references(model, spec, gpu, cat)
+        src = from_references(model, spec, gpu, cat, ledger_path=getattr(ledger, "path", None))
 
     i_tok = input_tokens if input_tokens is not None else src.mix[0]
     o_tok = output_tokens if output_tokens is not None else src.mix[1]

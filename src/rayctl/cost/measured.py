@@ -59,6 +59,12 @@ def measure(run: dict) -> Measured:
                     recipe=recipe, recipe_problem=problem, notes=notes)
 
 
+def is_api_run(run: dict) -> bool:
+    """A batch-infer `engine: http` run against a managed API (metrics.engine http + metrics.api)."""
+    m = run.get("metrics") if isinstance(run.get("metrics"), dict) else {}
+    return m.get("engine") == "http" and isinstance(m.get("api"), dict)
+
+
 def model_name(m: Measured) -> str | None:
     """The model a run served: from its metrics, else its recipe's workload.model."""
     for src in (m.run.get("metrics"), getattr(m.recipe, "workload", None)):

@@ -80,8 +80,13 @@ def from_run(run_id: str, spec, model: str | None, ledger) -> Source:
 
     led = ledger or Ledger()
     try:
-        m = measured.measure(measured.get_run(led, run_id))
-        run = m.run
+        run = measured.get_run(led, run_id)
+        if measured.is_api_run(run):
+            api = run["metrics"]["api"]
+            raise InputError(f"--run {run['id']}: an API run ({api.get('provider')}:{api.get('model')}, engine http) "
+                             "has no GPUs to price; compare it with a self-hosted run of the same prompts: "
+                             f"--run SELF_HOSTED_RUN --run {run['id']}")
+        m = measured.measure(run)
         specs, where, nodes = measured.accelerators(m, spec)
         billed = accounting.run_cost(led, run)
     finally:
@@ -147,7 +152,9 @@ def from_stated_per_gpu(stated: dict, spec, gpu: str | None, model: str | None) 
             raise InputError("--gpu-throughput names several accelerators; pick the one to price with --gpu NAME:COUNT")
         name = next(iter(stated))
         spec = AcceleratorSpec(_canon(name), 1)
-        gpu = str(spec)
+        label = f"--gpu-throughput {name}={stated[name]:g}"  # what the user typed names the GPU
+    else:
+        label = f"--gpu {gpu}"
     per_gpu = stated.get(spec.name.lower())
     if per_gpu is None:
         raise InputError(f"--gpu {gpu}: no --gpu-throughput figure for {spec.name} (given for "
@@ -155,7 +162,7 @@ def from_stated_per_gpu(stated: dict, spec, gpu: str | None, model: str | None) 
     tp = Throughput(model=model or "", accelerator=spec.name, count=spec.count, engine="stated", label="stated",
                     output_tokens_per_s=per_gpu * spec.count, kind="stated",
                     source=f"--gpu-throughput {spec.name}={per_gpu:g} per GPU x {spec.count}")
-    return Source(throughputs=[tp], recipe=synthetic_recipe((spec,), f"--gpu {gpu}"))
+    return Source(throughputs=[tp], recipe=synthetic_recipe((spec,), label))
 
 
 def _canon(name: str) -> str:
@@ -164,10 +171,48 @@ def _canon(name: str) -> str:
     return canonical(name) or name
 
 
-def from_references(model: str | None, spec, gpu: str | None, cat) -> Source:
-    """The shipped published figures for the model, on their GPU or scaled to --gpu's count."""
+def from_measured(model: str | None, spec, cat, ledger_path=None) -> tuple[Throughput | None, object]:
+    """(the ledger's measured figure for the model, the GPU it is on) as the planner reads it:
+    the median output tok/s per GPU of the model's succeeded runs on that accelerator (any
+    engine), x the GPUs priced. Without --gpu: the accelerator with the most such runs, x1.
+    (None, spec) when the ledger has none. `ledger_path` None: $RAYCTL_HOME's ledger."""
+    from ..planning import throughputs as tp_mod
+    from ..recipe.accelerators import AcceleratorSpec
+
+    name = model or DEFAULT_MODEL
+    runs = tp_mod.measured_per_gpu(name, None, ledger_path)
+    if spec is None and runs:
+        acc = min(runs, key=lambda a: (-len(runs[a]), a))
+        spec = AcceleratorSpec(cat.accelerator_names().get(acc, acc) if cat is not None else acc, 1)
+    per = runs.get(spec.name.lower()) if spec is not None else None
+    if not per:
+        return None, spec
+    med = tp_mod._median(per)
+    return Throughput(model=name, accelerator=spec.name, count=spec.count, engine="measured",
+                      label="measured (ledger)", output_tokens_per_s=med * spec.count, kind="measured",
+                      source=f"median of {len(per)} succeeded run(s) of {name} on {spec.name} in the rayctl ledger: "
+                             f"{med:,.1f} tok/s per GPU x {spec.count}"), spec
+
+
+def from_references(model: str | None, spec, gpu: str | None, cat, ledger_path=None) -> Source:
+    """The ledger's measured figure for the model when it has one (as the planner uses it), and
+    the shipped published figures, on their GPU or scaled to --gpu's count."""
     from ..planning import throughputs as tp_mod
 
+    measured_tp = None
+    if ledger_path is not False:  # False: the published figures only
+        measured_tp, spec = from_measured(model, spec, cat, ledger_path)
+    if measured_tp is not None:
+        gpu = gpu or str(spec)
+        try:
+            refs_src = from_references(model, spec, gpu, cat, ledger_path=False)
+        except InputError:  # no published figure for this model or GPU: the measured one alone
+            refs_src = Source(throughputs=[], recipe=synthetic_recipe((spec,), f"--gpu {gpu}"))
+        refs_src.throughputs.insert(0, measured_tp)
+        refs_src.notes.insert(0, f"Throughput used: {measured_tp.source} (measured, as `rayctl plan` uses it)"
+                                 + ("; published figures are listed below it for reference." if
+                                    len(refs_src.throughputs) > 1 else "."))
+        return refs_src
     refs = tp_mod.for_model(model or DEFAULT_MODEL, tp_mod.load())
     if spec is None:
         spec = parse_gpu(f"{refs[0].accelerator}:{refs[0].count}", cat)

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 
 from .. import protocol
-from . import common, demo_model
+from . import common, demo_model, serve_llm
 from .serve_app import build_app
 from ..recipe.kinds.serve import AUTOSCALING_KEYS, FIELDS, KIND  # noqa: F401  (the one definition of the fields)
 
@@ -47,9 +47,11 @@ def _min_replicas(wl: dict) -> int:
 
 def job_spec(recipe, run_id: str):
     wl = settings(recipe)
+    serve_llm.preflight(recipe, wl)
     n = _min_replicas(wl)
     spec = common.make_spec(recipe, run_id, "serve", wl, needs_cpus=n * wl["num_cpus"],
-                            needs_gpus=0 if wl["num_gpus"] == "auto" else n * wl["num_gpus"], detached=True,
+                            needs_gpus=n * serve_llm.gpus_per_replica(wl) if wl["engine"] == "vllm" else
+                            0 if wl["num_gpus"] == "auto" else n * wl["num_gpus"], detached=True,
                             metadata={"serve_app": wl["app_name"], "route_prefix": wl["route_prefix"]})
     for k in (ENV_HOST, ENV_PORT):  # the launcher may set these for the cluster it runs
         if os.environ.get(k):
@@ -104,7 +106,9 @@ def main(p: dict) -> None:
 
     n = _min_replicas(wl)
     _, total_gpu = common.cluster_totals()
-    wl["num_gpus"] = common.gpus_per_replica(wl["num_gpus"], n, total_gpu)
+    engine = serve_llm.pick(wl, total_gpu)
+    wl["num_gpus"] = (serve_llm.gpus_per_replica(wl) if engine == "vllm"
+                      else common.gpus_per_replica(wl["num_gpus"], n, total_gpu))
     common.wait_for_resources(n * float(wl["num_cpus"]), n * float(wl["num_gpus"]),
                               float(wl["resource_timeout_s"]), f"serving with {n} replica(s)")
     host, port = _http_options()
@@ -117,13 +121,15 @@ def main(p: dict) -> None:
         host, port = a_host, a_port
     url_host = ray.util.get_node_ip_address() if host in ("0.0.0.0", "::", "") else host
     base = f"http://{url_host}:{port}{'' if wl['route_prefix'] == '/' else wl['route_prefix']}"
-    app = build_app(wl)
+    apps = (serve_llm.apps(wl, p.get("resources") or {}) if engine == "vllm"
+            else [(wl["app_name"], wl["route_prefix"], build_app(wl))])
     print(f"rayctl: deploying Serve app '{wl['app_name']}' ({wl['model']}) at {base}", flush=True)
     err: list = []
 
     def deploy():
         try:
-            serve.run(app, name=wl["app_name"], route_prefix=wl["route_prefix"], blocking=False)
+            for name, prefix, app in apps:
+                serve.run(app, name=name, route_prefix=prefix, blocking=False)
         except BaseException as e:
             err.append(e)
 
@@ -133,10 +139,11 @@ def main(p: dict) -> None:
     if t.is_alive() or err:
         why = (f"{type(err[0]).__name__}: {err[0]}" if err else
                f"replicas not running after {wl['ready_timeout_s']:g} s (free: {ray.available_resources()})")
-        try:
-            serve.delete(wl["app_name"], _blocking=False)
-        except Exception:
-            pass
+        for name, _, _ in apps:
+            try:
+                serve.delete(name, _blocking=False)
+            except Exception:
+                pass
         raise common.WorkloadError(f"Serve app '{wl['app_name']}' failed to start: {why}")
     # Real HTTP through the proxy before saying it is up.
     deadline = time.monotonic() + 60
@@ -155,7 +162,7 @@ def main(p: dict) -> None:
     replicas = wl.get("replicas") or f"autoscaling {wl['autoscaling']}"
     print(f"rayctl: serving {wl['model']} at {base}/v1/completions and {base}/v1/chat/completions "
           f"({replicas} replica(s)); counters at {base}/-/rayctl/metrics", flush=True)
-    protocol.metrics(url=base, app=wl["app_name"], route_prefix=wl["route_prefix"], model=wl["model"],
+    protocol.metrics(url=base, app=wl["app_name"], engine=engine, route_prefix=wl["route_prefix"], model=wl["model"],
                    metrics_url=f"{base}/-/rayctl/metrics", replicas=wl.get("replicas"),
                    autoscaling=wl.get("autoscaling"))
 
@@ -173,6 +180,8 @@ def delete(app_name: str) -> None:
         protocol.metrics(deleted=False, app=app_name)
         return
     serve.delete(app_name)
+    if serve_llm.counter_app_name(app_name) in apps:  # engine vllm's counter app
+        serve.delete(serve_llm.counter_app_name(app_name))
     print(f"rayctl: deleted Serve app '{app_name}'", flush=True)
     protocol.metrics(deleted=True, app=app_name)
     del ray

@@ -22,6 +22,7 @@ import threading
 import time
 
 from . import common, demo_model
+from ..recipe.kinds.serve import DEFAULT_MAX_ONGOING
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
@@ -115,12 +116,10 @@ def _parse_common(body: dict, defaults: dict) -> tuple[dict | None, object]:
     return p, None
 
 
-def build_app(wl: dict):
-    """The Serve application (a counter deployment + the OpenAI-compatible ingress)."""
+def token_counter():
+    """The one-replica deployment holding an app's totals. It also answers `GET .../metrics`
+    itself, for the vllm engine, which deploys it as its own app at `<prefix>/-/rayctl`."""
     from ray import serve
-
-    model_name = wl["model"] if not demo_model.is_demo(wl["model"]) else common.DEMO_MODEL
-    defaults = {"max_tokens": int(wl["max_tokens"]), "max_tokens_limit": int(wl["max_tokens_limit"])}
 
     @serve.deployment(name="TokenCounter", num_replicas=1, ray_actor_options={"num_cpus": 0})
     class TokenCounter:
@@ -135,6 +134,26 @@ def build_app(wl: dict):
         def get(self) -> dict:
             return {"requests": self.requests, "input_tokens": self.input_tokens,
                     "output_tokens": self.output_tokens}
+
+        async def __call__(self, request):
+            from starlette.responses import JSONResponse
+
+            if request.url.path.rstrip("/").endswith("/metrics"):
+                return JSONResponse(self.get()) if request.method == "GET" else _error(405, "use GET")
+            return _error(404, f"no route {request.method} {request.url.path}; GET /-/rayctl/metrics",
+                          kind="not_found_error")
+
+    return TokenCounter
+
+
+def build_app(wl: dict):
+    """The Serve application (a counter deployment + the OpenAI-compatible ingress)."""
+    from ray import serve
+
+    model_name = wl["model"] if not demo_model.is_demo(wl["model"]) else common.DEMO_MODEL
+    defaults = {"max_tokens": int(wl["max_tokens"]), "max_tokens_limit": int(wl["max_tokens_limit"])}
+
+    TokenCounter = token_counter()
 
     @serve.deployment(name="OpenAICompletions")
     class OpenAICompletions:
@@ -252,7 +271,7 @@ def build_app(wl: dict):
     gpus = float(wl["num_gpus"])  # resolved by main()
     device = "cuda" if gpus > 0 else "cpu"
     opts: dict = {"ray_actor_options": {"num_cpus": float(wl["num_cpus"]), "num_gpus": gpus},
-                  "max_ongoing_requests": int(wl["max_ongoing_requests"])}
+                  "max_ongoing_requests": int(wl.get("max_ongoing_requests") or DEFAULT_MAX_ONGOING)}
     if wl.get("autoscaling"):
         opts["autoscaling_config"] = dict(wl["autoscaling"])
         opts["num_replicas"] = "auto"

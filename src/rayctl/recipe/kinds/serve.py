@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .base import DEMO_MODEL, auto_or_number, integer, mapping, number, string
+from .base import DEMO_MODEL, auto_or_number, choice, integer, mapping, number, string
 
 KIND = "serve"
+DEFAULT_MAX_ONGOING = 8  # requests a transformers replica accepts at once
 AUTOSCALING_KEYS = {
     "min_replicas": "fewest replicas (may be 0: scale to zero when idle)",
     "max_replicas": "most replicas",
@@ -24,6 +25,11 @@ _AUTOSCALING = {
 
 FIELDS: dict[str, dict] = {
     "model": string(DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a Hugging Face id"),
+    "engine": choice(("auto", "transformers", "vllm"), "auto",
+                     "auto (vllm on a cluster with GPUs and vLLM installed, else transformers), transformers "
+                     "(rayctl's own app; CPU or GPU) or vllm (Ray Serve LLM: ray.serve.llm)"),
+    "engine_kwargs": mapping(None, "extra vLLM engine arguments (engine vllm only), e.g. "
+                                   "{tensor_parallel_size: 2, max_model_len: 4096}"),
     "replicas": integer(1, "fixed number of replicas (leave out when using autoscaling)", minimum=1, maximum=1000),
     "autoscaling": mapping(None, "min_replicas, max_replicas, target_ongoing_requests, ... (replaces replicas)",
                            properties=_AUTOSCALING, additionalProperties=False, required=["max_replicas"],
@@ -35,7 +41,8 @@ FIELDS: dict[str, dict] = {
     "threads": integer(None, "torch threads per replica on CPU (default: max(1, num_cpus))", minimum=1),
     "max_tokens": integer(64, "completion tokens when a request does not say", minimum=1, maximum=32768),
     "max_tokens_limit": integer(512, "most completion tokens a request may ask for", minimum=1, maximum=32768),
-    "max_ongoing_requests": integer(8, "requests a replica accepts at once", minimum=1),
+    "max_ongoing_requests": integer(None, f"requests a replica accepts at once (default: {DEFAULT_MAX_ONGOING} for "
+                                          "transformers; Ray Serve LLM's own default for vllm)", minimum=1),
     "route_prefix": string("/", "HTTP path prefix of the app"),
     "app_name": string(None, "Serve application name (default: the recipe name)"),
     "ready_timeout_s": number(300, "seconds to wait for the replicas to come up before failing", above=0),
@@ -57,6 +64,8 @@ def extra(raw: dict, wl: dict) -> list:
     out = []
     if "replicas" in raw and "autoscaling" in raw:
         out.append((("autoscaling",), "give either replicas or autoscaling, not both", True))
+    if wl.get("engine_kwargs") and wl["engine"] == "transformers":
+        out.append((("engine_kwargs",), "engine_kwargs are vLLM engine arguments; engine is transformers", False))
     if not str(wl["route_prefix"]).startswith("/"):
         out.append((("route_prefix",), f"route_prefix starts with '/', got '{wl['route_prefix']}'", False))
     if wl["max_tokens"] > wl["max_tokens_limit"]:
