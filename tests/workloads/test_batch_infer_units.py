@@ -5,6 +5,7 @@ import pytest
 from rayctl.workloads import batch_engines as E
 from rayctl.workloads import batch_infer as B
 from rayctl.workloads import common
+from rayctl.workloads import llm_engines as L
 
 
 def wl(**kw):
@@ -32,15 +33,17 @@ def test_vllm_config_and_row_functions(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYCTL_HOME", str(tmp_path))
     w = wl(engine="vllm", model="/models/m", concurrency=[1, 3], batch_size=16, max_new_tokens=20,
            temperature=0.5, engine_kwargs={"max_model_len": 1024}, prompt_column="q")
-    cfg = E.vllm_config(w)
+    cfg = L.processor_config("vllm", w, total_gpu=4)
     assert cfg.model_source == "/models/m" and cfg.concurrency == (1, 3) and cfg.batch_size == 16
     assert cfg.engine_kwargs["max_model_len"] == 1024 and cfg.chat_template_stage is False
-    pre, post = E.vllm_row_fns(w, ["id", "q"])
+    pre, post = L.engine_row_fns("vllm", w, ["id", "q"])
     row = pre({"id": 7, "q": "hello"})
     assert row == {"id": 7, "q": "hello", "prompt": "hello",
                    "sampling_params": {"temperature": 0.5, "top_p": 1.0, "max_tokens": 20}}
-    out = post({**row, "generated_text": "hi", "num_input_tokens": 5, "num_generated_tokens": 2, "extra": 1})
-    assert out == {"id": 7, "q": "hello", "generated_text": "hi", "input_tokens": 5, "output_tokens": 2}
+    out = post({**row, "generated_text": "hi", "num_input_tokens": 5, "num_generated_tokens": 2, "extra": 1,
+                "time_taken_llm": 0.25})
+    assert out == {"id": 7, "q": "hello", "generated_text": "hi", "input_tokens": 5, "output_tokens": 2,
+                   "llm_s": 0.25}
     with pytest.raises(common.WorkloadError, match="no column 'q'"):
         pre({"id": 1, "prompt": "x"})
 

@@ -108,6 +108,9 @@ def run_cost(ledger: Ledger, run: dict, at: str | None = None) -> dict:
         node_hours = nodes * hours if hourly > 0 else 0.0
         if hourly > 0:
             by_mode[_mode(run.get("spot"))] = {"node_hours": node_hours, "cost_usd": cost}
+    api = (run.get("metrics") or {}).get("api_cost_usd")  # a batch-infer run against a managed API
+    api = float(api) if isinstance(api, (int, float)) and not isinstance(api, bool) else None
+    cost += api or 0.0
     tin, tout = run.get("input_tokens"), run.get("output_tokens")
     tokens = None if tin is None and tout is None else int(tin or 0) + int(tout or 0)
     last = segs[-1] if segs else {}
@@ -120,7 +123,7 @@ def run_cost(ledger: Ledger, run: dict, at: str | None = None) -> dict:
         "accelerator": run.get("accelerator"), "accelerator_count": run.get("accelerator_count"),
         "nodes": run.get("nodes"),
         "cost_basis": basis, "segments": segs, "recoveries": max(0, len(segs) - 1),
-        "billed_node_hours": node_hours, "by_mode": by_mode, "cost_usd": cost,
+        "billed_node_hours": node_hours, "by_mode": by_mode, "cost_usd": cost, "api_cost_usd": api,
         "recorded_cost_usd": run.get("cost_usd"),
         "rows": run.get("rows"), "input_tokens": tin, "output_tokens": tout, "tokens": tokens,
         "tokens_per_usd": tokens / cost if tokens and cost > 0 else None,

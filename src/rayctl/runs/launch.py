@@ -79,6 +79,9 @@ def launch(recipe, *, target: str | None = None, detach: bool = False, quiet: bo
     own_ledger = ledger is None
     led = ledger or Ledger()
     try:
+        from .api_runs import prepare
+
+        recipe = prepare(recipe, led)  # engine http: endpoint run:ID resolved, api_key_env read (exit 2 if unset)
         with signals_as_interrupt():
             if target == "cloud":
                 return _launch_cloud(recipe, led, rep, detach=detach, quiet=quiet, schedule=schedule,
@@ -254,7 +257,11 @@ def run_job(led: Ledger, run_id: str, address: str, spec, *, reporter: Reporter 
             if spec.detached:
                 led.update(run_id, status="serving", **fields)
                 return led.get(run_id)
-            return led.finish(run_id, "succeeded", **fields)
+            led.finish(run_id, "succeeded", **fields)
+            from .api_runs import record_cost
+
+            record_cost(led, run_id, rep.warn)  # engine http against a managed API: its tokens x its prices
+            return led.get(run_id)
         if outcome.status == "STOPPED":
             led.finish(run_id, "stopped", reason="the job was stopped (rayctl stop, or from Ray)", **fields)
             raise JobFailed(f"run {run_id} was stopped before it finished")

@@ -3,9 +3,9 @@
 * engine `transformers`: `Generator`, a Ray Data callable class holding the model
   (`from_pretrained`) in each of `concurrency` actors, completing `batch_size` prompts per
   call with `generate()`, and a `Counter` actor summing rows/tokens for progress;
-* engine `vllm`: the config and row functions for Ray Data's LLM processor
-  (`ray.data.llm`, vLLM engine);
-* `pick_engine`: what `auto` means on this cluster.
+* `pick_engine`: what `auto` means on this cluster, and whether the chosen engine can run here.
+
+Engines vllm, sglang and http (Ray Data's LLM processors) are in `llm_engines.py`.
 """
 
 from __future__ import annotations
@@ -115,6 +115,17 @@ def pick_engine(wl: dict, total_gpu: float) -> str:
     import importlib.util
 
     engine = wl["engine"]
+    if engine == "http":
+        return engine
+    if engine == "sglang":
+        if importlib.util.find_spec("sglang") is None:
+            raise common.WorkloadError(
+                "engine sglang needs the sglang package on the cluster, and it is not installed there; add "
+                "`pip: [\"sglang[all]\"]` to the workload (or use an image with SGLang), or set engine: vllm")
+        if total_gpu <= 0:
+            raise common.WorkloadError("engine sglang runs on GPUs and this cluster has none; use engine: "
+                                       "transformers (or auto) here, or launch on a GPU cluster")
+        return engine
     has_vllm = importlib.util.find_spec("vllm") is not None
     if engine == "auto":
         engine = "vllm" if (total_gpu > 0 and has_vllm) else "transformers"
@@ -155,47 +166,3 @@ def build_transformers(ds, wl: dict, total_cpu: float, total_gpu: float, counter
                                    top_p=float(wl["top_p"]), threads=threads, device=device, counter=counter),
         batch_size=int(wl["batch_size"]), batch_format="numpy",
         compute=ActorPoolStrategy(min_size=lo, max_size=hi), num_cpus=cpus, num_gpus=gpus or None)
-
-
-def vllm_config(wl: dict):
-    """The Ray Data LLM processor config for engine vllm (no Ray cluster needed to build it)."""
-    from ray.data.llm import vLLMEngineProcessorConfig
-
-    lo, hi = replicas(wl["concurrency"])
-    return vLLMEngineProcessorConfig(
-        model_source=demo_model.local_path(wl["model"]), engine_kwargs=dict(wl.get("engine_kwargs") or {}),
-        concurrency=(lo, hi) if lo != hi else lo, batch_size=int(wl["batch_size"]),
-        chat_template_stage=False, tokenize_stage=True, detokenize_stage=True)
-
-
-def vllm_row_fns(wl: dict, columns: list):
-    """(preprocess, postprocess) for the LLM processor: prompt + sampling params in; the
-    input columns + generated_text + token counts out."""
-    col = wl["prompt_column"]
-    keep = list(columns)
-    sampling = {"temperature": float(wl["temperature"]), "top_p": float(wl["top_p"]),
-                "max_tokens": int(wl["max_new_tokens"])}
-
-    def pre(row):
-        if col not in row:
-            raise common.WorkloadError(f"input has no column '{col}' (columns: {', '.join(row)}); "
-                                       "set workload.prompt_column")
-        return {**{k: row[k] for k in keep}, "prompt": "" if row[col] is None else str(row[col]),
-                "sampling_params": dict(sampling)}
-
-    def post(row):
-        return {**{k: row[k] for k in keep}, "generated_text": row.get("generated_text") or "",
-                "input_tokens": int(row.get("num_input_tokens") or 0),
-                "output_tokens": int(row.get("num_generated_tokens") or 0)}
-
-    return pre, post
-
-
-def build_vllm(ds, wl: dict, columns: list):
-    from ray.data.llm import build_processor
-
-    config = vllm_config(wl)
-    pre, post = vllm_row_fns(wl, columns)
-    print(f"rayctl: engine vllm: model {config.model_source}, concurrency {config.concurrency}, "
-          f"batch_size {wl['batch_size']}", flush=True)
-    return build_processor(config, preprocess=pre, postprocess=post)(ds)

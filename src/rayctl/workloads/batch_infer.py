@@ -6,9 +6,11 @@ Data writes the results.
 * engine `transformers` (CPU, or one GPU per replica when the cluster has them): a
   callable class holds the model
   (`from_pretrained`) in each of `concurrency` actors and completes `batch_size` prompts
-  per call with `generate()`. Engine `vllm` hands the same rows to Ray Data's LLM
-  processor (`ray.data.llm`, vLLM engine) on GPU clusters. `auto` picks vllm when the
-  cluster has GPUs and vllm is installed, else transformers.
+  per call with `generate()`. Engines `vllm` and `sglang` hand the same rows to Ray Data's
+  LLM processor (`ray.data.llm`) on GPU clusters; `http` sends each prompt to an
+  OpenAI-compatible endpoint (a managed API or a rayctl serve run) through Ray Data's
+  HTTP processor (see `llm_engines.py`). `auto` picks vllm when the cluster has GPUs and
+  vllm is installed, else transformers.
 * output: a folder of JSONL/Parquet/CSV files holding every input column plus
   `generated_text`, `input_tokens` and `output_tokens`.
 
@@ -31,7 +33,8 @@ import time
 
 from .. import protocol
 from . import common, demo_model, output
-from .batch_engines import TASK_CPUS, build_transformers, build_vllm, counter_class, pick_engine, replicas
+from . import llm_engines
+from .batch_engines import TASK_CPUS, build_transformers, counter_class, pick_engine, replicas
 from .batch_watch import root_cause, watch
 from ..recipe.kinds.batch_infer import EXT as _EXT, FIELDS, FORMATS, KIND  # noqa: F401  (the one definition)
 from ..recipe.kinds.batch_infer import format_of as _format_of, looks_like_dir as _looks_like_dir  # noqa: F401
@@ -42,7 +45,9 @@ def settings(recipe) -> dict:
     base = common.recipe_dir(recipe)
     wl["input"] = common.resolve_path(wl["input"], base)
     wl["output"] = common.resolve_path(wl["output"], base)
-    wl["model"] = demo_model.resolve(wl["model"], base)
+    if wl["engine"] != "http":  # engine http: the name the endpoint expects, never a path
+        wl["model"] = demo_model.resolve(wl["model"], base)
+    wl["concurrency_set"] = "concurrency" in (recipe.workload or {})
     if wl["input_format"] == "auto":
         wl["input_format"] = _format_of(wl["input"]) or "auto"
     return wl
@@ -52,7 +57,12 @@ def job_spec(recipe, run_id: str):
     wl = settings(recipe)
     lo, _ = replicas(wl["concurrency"])
     cpus = wl["num_cpus"] if wl["num_cpus"] is not None else 0.5
-    gpus = 1 if wl["engine"] == "vllm" else (0 if wl["num_gpus"] in (None, "auto") else wl["num_gpus"])
+    if wl["engine"] == "http":
+        lo, cpus, gpus = 1, 0, 0  # the HTTP workers take a fraction of a CPU each
+    elif wl["engine"] in ("vllm", "sglang"):
+        gpus = llm_engines.gpus_per_engine(wl)
+    else:
+        gpus = 0 if wl["num_gpus"] in (None, "auto") else wl["num_gpus"]
     # At least one replica plus a read/write task must fit.
     return common.make_spec(recipe, run_id, "batch_infer", wl, needs_cpus=lo * cpus + TASK_CPUS,
                             needs_gpus=lo * gpus, metadata={"output": wl["output"], "input": wl["input"]})
@@ -165,7 +175,7 @@ def main(p: dict) -> None:
     old_term = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, _exit_on_term)  # `rayctl stop`: still clean up the staging folder
-        counts, engine, stats = _run(ray, wl, pub)
+        counts, engine, stats = _run(ray, wl, pub, (p.get("resources") or {}).get("accelerators"))
         try:
             pub.commit()
         except output.Refused as e:
@@ -188,6 +198,8 @@ def main(p: dict) -> None:
         "rows_per_s": round(counts["rows"] / elapsed, 3) if elapsed else None,
         "output_tokens_per_s": round(counts["output_tokens"] / elapsed, 3) if elapsed else None,
     }
+    if engine == "http":
+        out.update(llm_engines.http_metrics(wl))
     if stats:
         out["generate_s"] = round(stats["gen_s"], 3)
         out["model_load_s"] = round(max(stats["load_s"]), 3) if stats["load_s"] else None
@@ -200,7 +212,7 @@ def _exit_on_term(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def _run(ray, wl: dict, pub) -> tuple[dict, str, dict]:
+def _run(ray, wl: dict, pub, accelerators: list | None = None) -> tuple[dict, str, dict]:
     """Read, generate, write into the staging folder; (counts of what was written, engine, generator stats)."""
     staging = pub.staging
     total_cpu, total_gpu = common.cluster_totals()
@@ -213,11 +225,11 @@ def _run(ray, wl: dict, pub) -> tuple[dict, str, dict]:
         total = min(total, int(wl["limit"]))
     # Blocks of one batch each, so every replica gets work and progress moves per batch.
     ds = ds.repartition(target_num_rows_per_block=int(wl["batch_size"]))
-    counter = counter_class().remote() if engine == "transformers" else None
+    counter = counter_class().remote()
     if engine == "transformers":
         ds = build_transformers(ds, wl, total_cpu, total_gpu, counter)
     else:
-        ds = build_vllm(ds, wl, ds.columns())
+        ds = llm_engines.build(ds, wl, engine, ds.columns(), counter, accelerators)
 
     errors: list = []
 
@@ -240,7 +252,7 @@ def _run(ray, wl: dict, pub) -> tuple[dict, str, dict]:
         counts = _count_output(wl, staging)
     else:  # nothing to write (an empty input): Ray Data wrote no file
         counts = {"rows": 0, "input_tokens": 0, "output_tokens": 0}
-    stats = ray.get(counter.get.remote()) if counter is not None else {}
+    stats = ray.get(counter.get.remote())
     return counts, engine, stats
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from .base import DEMO_MODEL, auto_or_number, boolean, choice, describe, integer, is_uri, mapping, number, string
 
@@ -10,6 +11,9 @@ KIND = "batch-infer"
 FORMATS = ("jsonl", "parquet", "csv")
 EXT = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet",
        ".csv": "csv"}
+ENGINES = ("auto", "transformers", "vllm", "sglang", "http")
+HTTP_KEYS = ("endpoint", "api_key_env", "provider", "qps", "max_retries", "retry_wait_s")
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _CONCURRENCY = ("concurrency is a whole number >= 1 (model replicas) or [min, max] for an autoscaling pool, "
                 "got {got}")
 
@@ -24,7 +28,7 @@ FIELDS: dict[str, dict] = {
                                "holding any other file is always refused"),
     "prompt_column": string("prompt", "input column holding the prompt text"),
     "model": string(DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a Hugging Face id"),
-    "engine": choice(("auto", "transformers", "vllm"), "auto", "auto, transformers or vllm"),
+    "engine": choice(ENGINES, "auto", "auto, transformers, vllm, sglang or http"),
     "batch_size": integer(32, "prompts per model call", minimum=1, maximum=100000),
     "concurrency": {"anyOf": [{"type": "integer", "minimum": 1},
                               {"type": "array", "items": {"type": "integer", "x-error": _CONCURRENCY},
@@ -40,8 +44,20 @@ FIELDS: dict[str, dict] = {
                                        "replica, else 0) or a number; vLLM sizes its own GPUs from engine_kwargs"),
     "threads": integer(None, "torch threads per transformers replica (default: cluster CPUs / replicas)", minimum=1),
     "limit": integer(None, "process only the first N rows", minimum=1),
-    "engine_kwargs": mapping(None, "extra vLLM engine arguments (engine vllm only), e.g. "
+    "engine_kwargs": mapping(None, "extra engine arguments passed to vLLM or SGLang (engines vllm, sglang), e.g. "
                                    "{tensor_parallel_size: 2, max_model_len: 4096}"),
+    "endpoint": string(None, "engine http: an OpenAI-compatible base URL (e.g. https://api.openai.com/v1; rayctl "
+                             "posts to ENDPOINT/chat/completions), or run:RUN_ID for a rayctl serve run"),
+    "api_key_env": {"type": "string", "pattern": _ENV_NAME,
+                    "description": "engine http: name of the environment variable holding the API key, read by "
+                                   "`rayctl launch` on this machine and handed to the job as a secret",
+                    "x-error": "expected an environment variable name such as OPENAI_API_KEY, got {got}"},
+    "provider": string(None, "engine http: the genai-prices provider id used to price the run (default: from the "
+                             "endpoint's host), e.g. openai, groq"),
+    "qps": integer(None, "engine http: requests per second per worker at most (default: no limit)", minimum=1),
+    "max_retries": integer(3, "engine http: retries of a request answered 429/408/500/502/503/504 or not at all "
+                              "(exponential backoff); then the run fails", minimum=0, maximum=20),
+    "retry_wait_s": number(1.0, "engine http: first retry wait in seconds (doubles each retry)", above=0),
     "stall_timeout_s": number(600, "fail when no row completes for this many seconds", above=0),
 }
 REQUIRED = ("input", "output")
@@ -64,9 +80,39 @@ def extra(raw: dict, wl: dict) -> list:
         if not looks_like_dir(wl["input"]):
             out.append((("input",), f"cannot tell the format of '{wl['input']}' from its extension; "
                                     f"name it .jsonl, .parquet or .csv or set input_format", False))
-    if wl.get("engine_kwargs") and wl["engine"] == "transformers":
-        out.append((("engine_kwargs",), "engine_kwargs are vLLM engine arguments; engine is transformers", False))
+    engine = wl["engine"]
+    if wl.get("engine_kwargs") and engine in ("transformers", "http"):
+        out.append((("engine_kwargs",), f"engine_kwargs are vLLM engine arguments (or SGLang's); engine is {engine}",
+                    False))
+    if engine == "http":
+        out.extend(_check_http(raw, wl))
+    else:
+        for k in HTTP_KEYS:
+            if k in (raw or {}):
+                out.append(((k,), f"'{k}' is a key of engine http; engine is {engine}", True))
     return out
+
+
+def _check_http(raw: dict, wl: dict) -> list:
+    ep = wl.get("endpoint")
+    if not ep:
+        return [((), "engine http needs 'endpoint': an OpenAI-compatible base URL such as https://api.openai.com/v1, "
+                     "or run:RUN_ID of a rayctl serve run", False)]
+    ep = str(ep).strip()
+    if ep.startswith("run:"):
+        if not ep[4:].strip():
+            return [(("endpoint",), "run: needs a run id, e.g. run:demo-serve-20261202-101500-ab12", False)]
+        return []
+    if not re.match(r"^https?://[^/\s]+", ep):
+        return [(("endpoint",), f"'{ep}' is not an http(s) URL; write the API's base URL, e.g. "
+                                "https://api.openai.com/v1, or run:RUN_ID", False)]
+    if ep.rstrip("/").endswith(("/chat/completions", "/completions")):
+        return [(("endpoint",), f"'{ep}' is a route; write the base URL (e.g. https://api.openai.com/v1): rayctl "
+                                "appends /chat/completions", False)]
+    if "model" not in (raw or {}):
+        return [((), "engine http with a URL endpoint needs 'model': the model name that API expects "
+                     "(e.g. gpt-4o-mini)", False)]
+    return []
 
 
 def looks_like_dir(p: str) -> bool:
