@@ -208,8 +208,9 @@ def ensure_cluster(*, cpus: int | None = None, nodes: int = 1, home: Path | None
             (cdir / "state.json").unlink(missing_ok=True)
         if status:
             layout = f", {nodes} nodes" if nodes > 1 else ""
-            status(f"starting the local Ray cluster ({want} CPU{'s' if want != 1 else ''}{' per node' if nodes > 1 else ''}"
-                   f"{layout}, {NODE_IP}); this takes 10-20 s the first time")
+            per = " per node" if nodes > 1 else ""
+            status(f"starting the local Ray cluster ({want} CPU{'s' if want != 1 else ''}{per}{layout}, {NODE_IP}); "
+                   "this takes 10-20 s the first time")
         gpus = nodes_mod.machine_gpus() if nodes > 1 else []
         c = _start(cdir, want, status, nodes_mod.gpu_shares(gpus, nodes)[0] if gpus else None)
         if nodes > 1:
