@@ -31,6 +31,9 @@ from .state import (MAX_TEMP_DIR_LEN, NODE_IP, TOKEN_ENV, LocalCluster, Status, 
                     write_state)
 
 NODES_TIMEOUT_S = float(os.environ.get("RAYCTL_NODES_TIMEOUT", 240))
+# A raylet waits a short while for its dashboard agent; on a busy machine that is too short, and
+# the raylet dies (then `ray start` waits minutes for it): give the agent longer.
+AGENT_WAIT_ENV, AGENT_WAIT_MS = "RAY_agent_register_timeout_ms", "120000"
 _PORT_NAMES = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
                "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
 
@@ -82,6 +85,7 @@ def node_env(c: LocalCluster, gpus: list[str] | None) -> dict:
         env.pop(k, None)
     env.update(ray_env(c))
     env.update({TOKEN_ENV: c.token, "RAY_USAGE_STATS_ENABLED": "0"})
+    env.setdefault(AGENT_WAIT_ENV, AGENT_WAIT_MS)
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     bindir = os.path.dirname(sys.executable)
@@ -137,7 +141,7 @@ def start_worker(c: LocalCluster, cdir: Path, ip: str, cpus: int, gpus: list[str
             proc = subprocess.Popen(cmd, env=node_env(c, gpus), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=str(cdir))
         try:
-            rc = _wait_for_start(proc, timeout)
+            rc = wait_for_start(proc, timeout)
         except BaseException:
             proc.kill()
             _kill_session(c, proc.pid)
@@ -149,22 +153,22 @@ def start_worker(c: LocalCluster, cdir: Path, ip: str, cpus: int, gpus: list[str
         _kill_session(c, proc.pid)
         if rc is None:
             why = f"did not start within {timeout:.0f} s"
-        elif rc == _RAYLET_DIED:
+        elif rc == RAYLET_DIED:
             why = "lost its raylet while starting (a busy machine: the raylet gives its agents 15 s)"
         else:
             why = f"failed (exit {rc})"
         tail = log_path.read_text(errors="replace")[-2000:].lower()
-        if attempt == 2 or not (rc == _RAYLET_DIED or any(w in tail for w in ("in use", "bind", "timed out"))):
+        if attempt == 2 or not (rc == RAYLET_DIED or any(w in tail for w in ("in use", "bind", "timed out"))):
             raise RayctlError(f"the local worker node {ip} {why}; see {log_path}")
         shutil.rmtree(temp, ignore_errors=True)
     raise AssertionError("unreachable")
 
 
-_RAYLET_DIED = -1000
+RAYLET_DIED = -1000
 
 
-def _wait_for_start(proc: subprocess.Popen, timeout: float) -> int | None:
-    """`ray start`'s exit code; None after `timeout` s; _RAYLET_DIED when the raylet it started died
+def wait_for_start(proc: subprocess.Popen, timeout: float) -> int | None:
+    """`ray start`'s exit code; None after `timeout` s; RAYLET_DIED when the raylet it started died
     meanwhile (`ray start` would then wait for it for minutes)."""
     import psutil
 
@@ -180,9 +184,9 @@ def _wait_for_start(proc: subprocess.Popen, timeout: float) -> int | None:
                 pid = _raylet_pid(proc.pid)
                 raylet = psutil.Process(pid) if pid else None
             elif not raylet.is_running() or raylet.status() == psutil.STATUS_ZOMBIE:
-                return _RAYLET_DIED
+                return RAYLET_DIED
         except psutil.Error:
-            return _RAYLET_DIED
+            return RAYLET_DIED
     return None
 
 
