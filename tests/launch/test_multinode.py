@@ -106,8 +106,8 @@ def test_train_on_two_nodes_survives_a_killed_worker_node(use_local_cluster_2n, 
         wait_for(lambda: proc.poll() is not None or _checkpointed_epochs(tmp_path / "ckpt"), 240,
                  "the first checkpoint of the 2-node train run", every=0.5)
         assert proc.poll() is None, "the run ended before a node could be killed"
-        before = max(_checkpointed_epochs(tmp_path / "ckpt"))
         victim = local.read_state().workers[0]
+        on_disk = set(_checkpointed_epochs(tmp_path / "ckpt"))  # Ray Train's latest is one of these
         os.kill(victim["raylet_pid"], signal.SIGKILL)  # the worker node's raylet: the node is lost
         proc.wait(timeout=360)
     finally:
@@ -119,8 +119,10 @@ def test_train_on_two_nodes_survives_a_killed_worker_node(use_local_cluster_2n, 
     m = row["metrics"]
     assert row["status"] == "succeeded" and row["nodes"] == 2
     assert m["epochs"] == epochs and m["workers"] == 2 and m["nodes_used"] == 2, m
-    # Resumed from the latest checkpoint: nothing before the kill was trained again.
-    assert m["resumed_from"] is not None and m["resumed_from"] >= before, (m, before)
+    # Resumed from a checkpoint saved before the kill, and trained only the epochs after it. (Ray
+    # Train commits a checkpoint once every worker reported the epoch: one rank 0 wrote just before
+    # the kill may not be committed yet, so the resume point can be below the newest folder.)
+    assert m["resumed_from"] in on_disk and m["epochs_run"] == epochs - m["resumed_from"], (m, on_disk)
     assert "resuming from the checkpoint of epoch" in out, out[-4000:]
     assert "local worker node 127.0.0.3 was lost; rayctl restarted it" in out
     # rayctl brought the node back (a new raylet at the same IP) and the ledger has one recovery.
