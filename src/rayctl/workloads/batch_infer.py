@@ -31,7 +31,8 @@ import time
 
 from .. import protocol
 from . import common, demo_model, output
-from .batch_engines import TASK_CPUS, build_transformers, build_vllm, counter_class, pick_engine, replicas
+from .batch_engines import (TASK_CPUS, auto_concurrency, build_transformers, build_vllm, counter_class, pick_engine,
+                            replicas)
 from .batch_watch import root_cause, watch
 from ..recipe.kinds.batch_infer import EXT as _EXT, FIELDS, FORMATS, KIND  # noqa: F401  (the one definition)
 from ..recipe.kinds.batch_infer import format_of as _format_of, looks_like_dir as _looks_like_dir  # noqa: F401
@@ -190,6 +191,7 @@ def main(p: dict) -> None:
     if stats:
         out["generate_s"] = round(stats["gen_s"], 3)
         out["model_load_s"] = round(max(stats["load_s"]), 3) if stats["load_s"] else None
+        out["nodes_used"] = common.nodes_used(stats.get("nodes") or [])
     print(f"rayctl: {counts['rows']} rows, {counts['input_tokens']} input / {counts['output_tokens']} output tokens "
           f"in {elapsed:.1f} s ({out['output_tokens_per_s']} output tok/s) -> {wl['output']}", flush=True)
     protocol.metrics(**out)
@@ -210,7 +212,12 @@ def _run(ray, wl: dict, pub) -> tuple[dict, str, dict]:
     total = _local_total(wl)
     if total is not None and wl.get("limit"):
         total = min(total, int(wl["limit"]))
+    if wl["concurrency"] in (None, "auto"):
+        wl["concurrency"] = auto_concurrency(wl, total_gpu, len(common.alive_nodes()))
     # Blocks of one batch each, so every replica gets work and progress moves per batch.
+    # The pass-through map makes Ray Data fuse the repartition into a small (READ_CPUS)
+    # task: alone it takes a whole CPU, which 1-CPU nodes running a replica never have free.
+    ds = ds.map_batches(_same, batch_size=None, num_cpus=READ_CPUS)
     ds = ds.repartition(target_num_rows_per_block=int(wl["batch_size"]))
     counter = counter_class().remote() if engine == "transformers" else None
     if engine == "transformers":
@@ -239,8 +246,15 @@ def _run(ray, wl: dict, pub) -> tuple[dict, str, dict]:
         counts = _count_output(wl, staging)
     else:  # nothing to write (an empty input): Ray Data wrote no file
         counts = {"rows": 0, "input_tokens": 0, "output_tokens": 0}
+    if total is not None and counts["rows"] != total:  # every input row exactly once, or nothing published
+        raise common.WorkloadError(f"wrote {counts['rows']} rows for {total} input rows; the results were not "
+                                   "published")
     stats = ray.get(counter.get.remote()) if counter is not None else {}
     return counts, engine, stats
+
+
+def _same(batch):
+    return batch
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def train_loop(config: dict) -> None:
     loader = ray.train.torch.prepare_data_loader(
         DataLoader(TensorDataset(xt, yt), batch_size=config["batch_size"], shuffle=True))
     device = ray.train.torch.get_device()
+    nodes = _nodes_used(ctx.get_world_size())
     xv, yv = xv.to(device), yv.to(device)
     if rank == 0 and resumed_from is not None:
         print(f"rayctl: resuming from the checkpoint of epoch {start} ({ckpt.path})", flush=True)
@@ -78,7 +79,7 @@ def train_loop(config: dict) -> None:
         # Train's result carries the metrics of the latest checkpoint, not of bare reports.
         val_loss, acc = demo_task.evaluate(module, xv, yv)
         metrics = {"epoch": start, "epochs": epochs, "val_loss": val_loss, "accuracy": acc,
-                   "resumed_from": resumed_from, "already_complete": True}
+                   "resumed_from": resumed_from, "already_complete": True, "nodes_used": nodes}
         if rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(), "epoch": start},
@@ -94,7 +95,7 @@ def train_loop(config: dict) -> None:
         train_loss = demo_task.train_epoch(net, loader, opt)
         val_loss, acc = demo_task.evaluate(module, xv, yv)
         metrics = {"epoch": epoch + 1, "epochs": epochs, "train_loss": train_loss, "val_loss": val_loss,
-                   "accuracy": acc, "resumed_from": resumed_from}
+                   "accuracy": acc, "resumed_from": resumed_from, "nodes_used": nodes}
         if rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1},
@@ -105,6 +106,18 @@ def train_loop(config: dict) -> None:
                             f"accuracy={acc:.3f}")
         else:
             ray.train.report(metrics)
+
+
+def _nodes_used(world_size: int) -> int:
+    """Distinct nodes of this run's workers (every worker calls it: a collective)."""
+    import torch.distributed as dist
+
+    ids = [common.node_id()]
+    if world_size > 1 and dist.is_available() and dist.is_initialized():
+        gathered: list = [None] * world_size
+        dist.all_gather_object(gathered, ids[0])
+        ids = gathered
+    return common.nodes_used(ids)
 
 
 def _uri(storage: str, fs_path: str) -> str:
@@ -168,6 +181,7 @@ def main(p: dict) -> None:
         "accuracy": m.get("accuracy"),
         "storage": wl["storage"],
         "experiment": wl["experiment"],
+        "nodes_used": m.get("nodes_used"),
     }
     if result.checkpoint is not None:
         out["checkpoint"] = _uri(wl["storage"], result.checkpoint.path)

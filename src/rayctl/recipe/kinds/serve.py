@@ -24,7 +24,10 @@ _AUTOSCALING = {
 
 FIELDS: dict[str, dict] = {
     "model": string(DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a Hugging Face id"),
-    "replicas": integer(1, "fixed number of replicas (leave out when using autoscaling)", minimum=1, maximum=1000),
+    "replicas": {"anyOf": [{"enum": ["auto"]}, {"type": "integer", "minimum": 1, "maximum": 1000}],
+                 "default": "auto", "description": "fixed number of replicas, or auto: one per node of the cluster "
+                                                   "(one per GPU on GPU clusters); leave out when using autoscaling",
+                 "x-error": "replicas is auto or a whole number from 1 to 1000, got {got}"},
     "autoscaling": mapping(None, "min_replicas, max_replicas, target_ongoing_requests, ... (replaces replicas)",
                            properties=_AUTOSCALING, additionalProperties=False, required=["max_replicas"],
                            **{"x-unknown": {"what": "autoscaling field"}, "x-missing": "autoscaling needs {key}"}),
