@@ -215,10 +215,7 @@ def _run(ray, wl: dict, pub) -> tuple[dict, str, dict]:
     if wl["concurrency"] in (None, "auto"):
         wl["concurrency"] = auto_concurrency(wl, total_gpu, len(common.alive_nodes()))
     # Blocks of one batch each, so every replica gets work and progress moves per batch.
-    # The pass-through map makes Ray Data fuse the repartition into a small (READ_CPUS)
-    # task: alone it takes a whole CPU, which 1-CPU nodes running a replica never have free.
-    ds = ds.map_batches(_same, batch_size=None, num_cpus=READ_CPUS)
-    ds = ds.repartition(target_num_rows_per_block=int(wl["batch_size"]))
+    ds = _small_tasks(ds.repartition(target_num_rows_per_block=int(wl["batch_size"])))
     counter = counter_class().remote() if engine == "transformers" else None
     if engine == "transformers":
         ds = build_transformers(ds, wl, total_cpu, total_gpu, counter)
@@ -253,8 +250,14 @@ def _run(ray, wl: dict, pub) -> tuple[dict, str, dict]:
     return counts, engine, stats
 
 
-def _same(batch):
-    return batch
+def _small_tasks(ds):
+    """The streaming repartition's tasks take READ_CPUS instead of Ray Data's default whole
+    CPU, which a 1-CPU node that runs a replica never has free (the pipeline would stall).
+    repartition() takes no remote args, so they are set on its (last) logical operator."""
+    args = getattr(getattr(getattr(ds, "_logical_plan", None), "dag", None), "ray_remote_args", None)
+    if isinstance(args, dict) and args.get("num_cpus") is None:
+        args["num_cpus"] = READ_CPUS
+    return ds
 
 
 if __name__ == "__main__":
