@@ -151,3 +151,51 @@ def local_cluster():
                 else:
                     os.environ[k] = v
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_cluster_2n():
+    """ONE 2-node rayctl-owned local cluster for the session: the head on 127.0.0.2 and a worker
+    raylet on 127.0.0.3, 1 CPU each (Ray token auth on, as every rayctl-owned cluster).
+
+    Started on first use, in its own folder (so it never replaces the session's
+    `local_cluster`), stopped at the end of the session by its own processes only. It
+    leaves $RAYCTL_LOCAL_CLUSTER_DIR alone: a test that launches on it asks for the
+    function-scoped `use_local_cluster_2n`, which points that variable at it.
+    `cluster.workers[0]` is the worker node's record (`ip`, `pid`, `raylet_pid`, `cpus`).
+    """
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="rayctl-test2n-", dir="/tmp"))
+    home = base / "h"  # the cluster folder is home/clusters/local; Ray's temp dir a short /tmp/rayctl-<hash>
+    saved = os.environ.get(RAYLET_WAIT)
+    os.environ.setdefault(RAYLET_WAIT, "240")
+    from rayctl.providers import local
+
+    try:
+        try:
+            cluster = local.ensure_cluster(nodes=2, cpus=1, home=home)
+        except Exception as e:  # noqa: BLE001 - required infrastructure: an error, never a skip
+            pytest.fail(f"the session's 2-node local Ray cluster did not start: {e}", pytrace=False)
+        cluster.cluster_dir = str(local.cluster_dir(home))
+        yield cluster
+    finally:
+        try:
+            local.stop_cluster(home)
+        finally:
+            if saved is None:
+                os.environ.pop(RAYLET_WAIT, None)
+            else:
+                os.environ[RAYLET_WAIT] = saved
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def use_local_cluster_2n(local_cluster_2n, monkeypatch):
+    """The 2-node cluster as this test's local target: $RAYCTL_LOCAL_CLUSTER_DIR points at it (CLI
+    subprocesses and `local.read_state()` find it); launch with `resources: {nodes: 2, cpus: 1}`."""
+    from rayctl.providers import local
+
+    monkeypatch.setenv("RAYCTL_LOCAL_CLUSTER_DIR", local_cluster_2n.cluster_dir)
+    return local.read_state() or local_cluster_2n

@@ -103,9 +103,10 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
     led.start_run(run_id=run_id, recipe=recipe.name, kind=recipe.kind, target=shown, status="pending",
                   recipe_path=str(Path(recipe.path).resolve()) if recipe.path else None,
                   recipe_sha256=recipe.sha256, schedule=schedule or recipe.schedule, log_path=str(log_path),
-                  nodes=1, hourly_usd=0.0, spot=False)
+                  nodes=recipe.resources.nodes if local else 1, hourly_usd=0.0, spot=False)
     record_launcher(led, run_id)
     admitted = None  # the cluster dir whose admission book holds this run
+    cluster = None  # the local cluster, on the local target
 
     def interrupted() -> str:
         queued = led.get(run_id)["status"] == "queued"
@@ -118,15 +119,15 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
             from ..providers import local as local_provider
 
             cpus = int(-(-recipe.resources.cpus.value // 1)) if recipe.resources.cpus else None
-            cluster = local_provider.ensure_cluster(cpus=cpus, status=rep.stage)
+            cluster = local_provider.ensure_cluster(cpus=cpus, nodes=recipe.resources.nodes, status=rep.stage)
             for w in cluster.warnings:
                 rep.warn(w)
             rep.stage(f"local Ray cluster {'reused' if cluster.reused else 'started'} at {cluster.address}")
             address, extra_env = cluster.address, cluster.env
             led.update(run_id, cluster="local", cloud="local", instance_type=f"local-{cluster.num_cpus}cpu",
                        ray_address=address)
-            led.open_segment(run_id, cloud="local", instance_type=f"local-{cluster.num_cpus}cpu", nodes=1,
-                             hourly_usd_per_node=0.0)
+            led.open_segment(run_id, cloud="local", instance_type=f"local-{cluster.num_cpus}cpu",
+                             nodes=recipe.resources.nodes, hourly_usd_per_node=0.0)
             admitted = _admit(led, run_id, rep, local_provider.cluster_dir(), address, spec, wait)
         else:
             address, extra_env = target, {}
@@ -135,14 +136,33 @@ def _launch_ray(recipe, target: str, led: Ledger, rep: Reporter, *, detach: bool
             led.update(run_id, cluster=shown, ray_address=shown)
             led.open_segment(run_id, cloud=None, nodes=1, hourly_usd_per_node=0.0)
     try:
-        return run_job(led, run_id, address, spec, reporter=rep, detach=detach, extra_env=extra_env,
-                       time_limit=recipe.budget.max_hours * 3600 if recipe.budget.max_hours else None,
-                       recipe_name=recipe.name, secrets_via="file" if local else "runtime_env")
+        with _node_watch(led, run_id, rep, cluster if local and not detach else None, recipe.resources.nodes):
+            return run_job(led, run_id, address, spec, reporter=rep, detach=detach, extra_env=extra_env,
+                           time_limit=recipe.budget.max_hours * 3600 if recipe.budget.max_hours else None,
+                           recipe_name=recipe.name, secrets_via="file" if local else "runtime_env")
     finally:
         if admitted is not None and led.get(run_id)["status"] != "running":
             from . import admission
 
             admission.release(admitted, run_id)  # a detached job keeps its entry while Ray runs it
+
+
+def _node_watch(led: Ledger, run_id: str, rep: Reporter, cluster, nodes: int):
+    """While a run on a multi-node local cluster is followed: restart a worker node that dies, and
+    record it as a recovery (an event and a new billing segment, as a cloud recovery is)."""
+    if cluster is None or not cluster.workers:
+        return contextlib.nullcontext()
+    from ..providers import local as local_provider
+
+    def recovered(worker: dict) -> None:
+        rep.warn(f"local worker node {worker['ip']} was lost; rayctl restarted it")
+        with contextlib.closing(Ledger(led.path)) as own:  # this runs in the watcher's thread
+            where = {"cloud": "local", "instance_type": f"local-{cluster.num_cpus}cpu"}
+            own.add_event(run_id, "recovery", detail={"node": worker["ip"], "why": "local worker node lost; "
+                                                      "rayctl restarted it"}, **where)
+            own.open_segment(run_id, nodes=nodes, hourly_usd_per_node=0.0, **where)
+
+    return local_provider.NodeWatch(recovered, status=rep.stage)
 
 
 def _admit(led: Ledger, run_id: str, rep: Reporter, cdir: Path, address: str, spec, wait: float) -> Path:

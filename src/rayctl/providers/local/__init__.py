@@ -19,6 +19,8 @@
   the Jobs API answer 401/403 to anyone else on this machine. A node joining this
   cluster (`ray start --address=GCS`) needs `RAY_AUTH_MODE=token` and
   `RAY_AUTH_TOKEN_PATH` pointing at the same file.
+- `nodes: N` adds N-1 worker raylets on 127.0.0.3, .4, ... joined to the head, each with
+  its share of the CPUs (and GPUs), the head's temp dir and both tokens (`nodes`).
 - A file lock serialises start/stop, so two concurrent launches start one head.
 
 Start takes 10-17 s on a small machine, so the head stays up between launches;
@@ -26,16 +28,18 @@ Start takes 10-17 s on a small machine, so the head stays up between launches;
 
 The modules: `state` (the folder, `state.json`, the lock), `auth` (the token), `health`
 (is it up), `ports` (free ports for a new head), `start` (start or reuse: `ensure_cluster`),
+`nodes` (the worker raylets of a multi-node cluster: `nodes: N`, restart of a dead one),
 `stop` (its own processes: `stop_cluster`). Callers use this package's names
 (`from rayctl.providers import local`, then `local.ensure_cluster(...)`).
 """
 
 from .auth import AUTH_MODE, AUTH_TOKEN_FILE, auth_headers, ensure_auth_token, ray_env, read_auth_token
 from .health import healthy
+from .nodes import NodeWatch, alive_nodes, restart_dead_workers, worker_ip
 from .start import START_TIMEOUT_S, default_cpus, ensure_cluster, machine_cores
 from .state import NAME, NODE_IP, TOKEN_ENV, LocalCluster, Status, cluster_dir, read_state
 from .stop import processes, stop_cluster
 
-__all__ = ["AUTH_MODE", "AUTH_TOKEN_FILE", "NAME", "NODE_IP", "START_TIMEOUT_S", "TOKEN_ENV", "LocalCluster", "Status",
+__all__ = ["NodeWatch", "alive_nodes", "restart_dead_workers", "worker_ip", "AUTH_MODE", "AUTH_TOKEN_FILE", "NAME", "NODE_IP", "START_TIMEOUT_S", "TOKEN_ENV", "LocalCluster", "Status",
            "auth_headers", "cluster_dir", "default_cpus", "ensure_auth_token", "ensure_cluster", "healthy",
            "machine_cores", "processes", "ray_env", "read_auth_token", "read_state", "stop_cluster"]

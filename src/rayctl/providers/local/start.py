@@ -21,6 +21,7 @@ from .health import get_json, healthy, jobs_api_ready
 from .ports import free_ports, worker_port_range
 from .state import NODE_IP, TOKEN_ENV, LocalCluster, Status, cluster_dir, locked, read_state, temp_dir_for, write_state
 from .stop import kill_token
+from . import nodes as nodes_mod
 
 START_TIMEOUT_S = float(os.environ.get("RAYCTL_START_TIMEOUT", 180))
 READY_TIMEOUT_S = 60.0
@@ -63,7 +64,7 @@ def _now() -> str:
     return now()
 
 
-def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
+def _start(cdir: Path, num_cpus: int, status: Status | None, gpus: list[str] | None = None) -> LocalCluster:
     _ray_module_available()
     temp = temp_dir_for(cdir)
     temp.mkdir(parents=True, exist_ok=True)
@@ -81,12 +82,16 @@ def _start(cdir: Path, num_cpus: int, status: Status | None) -> LocalCluster:
                f"--node-ip-address={NODE_IP}", f"--dashboard-host={NODE_IP}", "--include-dashboard=true",
                f"--temp-dir={temp}", f"--num-cpus={num_cpus}", "--disable-usage-stats",
                f"--min-worker-port={wmin}", f"--max-worker-port={wmax}"]
+        if gpus is not None:  # a multi-node cluster: the head's share of the GPUs
+            cmd.append(f"--num-gpus={len(gpus)}")
         cmd += [f"--{k}={v}" for k, v in ports.items()]
         env = dict(os.environ)
         for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN"):  # the user's token is not ours
             env.pop(k, None)
         env.update({"RAY_AUTH_MODE": AUTH_MODE, "RAY_AUTH_TOKEN_PATH": str(token_path), TOKEN_ENV: token,
                     "RAY_USAGE_STATS_ENABLED": "0"})
+        if gpus is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         # Jobs run `python ...` with the head's PATH: make that this Python (cron's PATH is bare).
         bindir = os.path.dirname(sys.executable)
         if env.get("PATH", "").split(os.pathsep)[0] != bindir:
@@ -161,16 +166,23 @@ def _log_tail(path: Path, n: int = 6) -> str:
     return "\n".join("  " + ln for ln in keep[-n:])
 
 
-def ensure_cluster(*, cpus: int | None = None, home: Path | None = None,
+def ensure_cluster(*, cpus: int | None = None, nodes: int = 1, home: Path | None = None,
                    status: Status | None = None) -> LocalCluster:
     """The running local cluster (reused when healthy), started if there is none.
 
-    `cpus`: logical CPUs for a new head (default: this machine's cores, or
-    $RAYCTL_LOCAL_CPUS). A running head is reused as it is; if it has fewer CPUs than
-    asked, a warning says how to resize (`rayctl down`, then launch again).
+    `nodes`: the head plus `nodes - 1` worker raylets (providers/local/nodes.py) on
+    127.0.0.3, .4, ...; a running cluster with fewer nodes gets workers added (the head
+    keeps running), one with more is reused as it is, and dead workers it owns are
+    restarted. `cpus`: logical CPUs per node (the recipe's `resources.cpus`, per node as
+    on a cloud; default: this machine's cores, or $RAYCTL_LOCAL_CPUS, split over the
+    nodes, at least 1 each). A running head is reused as it is; if it has fewer CPUs than
+    asked, a warning says how to resize (`rayctl down`, then launch again). Returns once
+    the head reports every node alive (or a RayctlError that stops what this call started).
     """
     cdir = cluster_dir(home)
-    want = int(cpus) if cpus else default_cpus()
+    nodes = max(1, int(nodes or 1))
+    per_node = [int(cpus)] * nodes if cpus else nodes_mod.shares(default_cpus(), nodes)
+    want = per_node[0]
     with locked(cdir, status=status):
         state = read_state(home)
         if state is not None and healthy(state):
@@ -183,17 +195,32 @@ def ensure_cluster(*, cpus: int | None = None, home: Path | None = None,
                 state.warnings.append(
                     f"the running local cluster has {state.num_cpus} CPU(s) and the recipe asks for {want}; "
                     "run `rayctl down` and launch again to restart it with more")
+            if state.workers:
+                nodes_mod.restart_dead(state, cdir, status)
+            if state.nodes < nodes:
+                if status:
+                    status(f"the running local cluster has {state.nodes} node(s); adding {nodes - state.nodes}")
+                nodes_mod.add_workers(state, cdir, nodes, per_node, status)
             return state
         if state is not None:
             # Dead or half-dead head from an earlier session: clear what is left of it.
             kill_token(state.token, state.pid)
             (cdir / "state.json").unlink(missing_ok=True)
         if status:
-            status(f"starting the local Ray cluster ({want} CPU{'s' if want != 1 else ''}, {NODE_IP}); "
-                   "this takes 10-20 s the first time")
-        c = _start(cdir, want, status)
+            layout = f", {nodes} nodes" if nodes > 1 else ""
+            status(f"starting the local Ray cluster ({want} CPU{'s' if want != 1 else ''}{' per node' if nodes > 1 else ''}"
+                   f"{layout}, {NODE_IP}); this takes 10-20 s the first time")
+        gpus = nodes_mod.machine_gpus() if nodes > 1 else []
+        c = _start(cdir, want, status, nodes_mod.gpu_shares(gpus, nodes)[0] if gpus else None)
+        if nodes > 1:
+            try:
+                nodes_mod.add_workers(c, cdir, nodes, per_node, status)
+            except BaseException:
+                kill_token(c.token, c.pid)  # the head too: nothing half-built stays
+                (cdir / "state.json").unlink(missing_ok=True)
+                raise
         cores = machine_cores()
-        if want > cores:
-            c.warnings.append(f"the local cluster has {want} logical CPUs on a machine with {cores} cores "
+        if sum(per_node) > cores:
+            c.warnings.append(f"the local cluster has {sum(per_node)} logical CPUs on a machine with {cores} cores "
                               "(oversubscribed, as the recipe's resources.cpus asks)")
         return c

@@ -49,6 +49,7 @@ class LocalCluster:
     started_at: str
     ray_version: str
     auth_token_path: str = ""  # the 0600 file holding the cluster's Ray auth token ("" = auth off: an old head)
+    workers: list = dataclasses.field(default_factory=list)  # worker nodes: {ip, pid, raylet_pid, cpus, gpus}
     name: str = NAME
     reused: bool = dataclasses.field(default=False, compare=False)
     warnings: list = dataclasses.field(default_factory=list, compare=False)
@@ -58,6 +59,14 @@ class LocalCluster:
         d.pop("reused")
         d.pop("warnings")
         return d
+
+    @property
+    def nodes(self) -> int:
+        return 1 + len(self.workers)
+
+    @property
+    def total_cpus(self) -> int:
+        return self.num_cpus + sum(int(w.get("cpus") or 0) for w in self.workers)
 
     @property
     def env(self) -> dict:
