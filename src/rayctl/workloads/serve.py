@@ -128,7 +128,10 @@ def main(p: dict) -> None:
     common.wait_for_resources(n * float(wl["num_cpus"]), n * float(wl["num_gpus"]),
                               float(wl["resource_timeout_s"]), f"serving with {n} replica(s)")
     host, port = _http_options()
-    serve.start(http_options={"host": host, "port": port})
+    # Serve runs a proxy on every node, all on host:port: the nodes of a local multi-node
+    # cluster share one machine, so only the head's proxy can bind it there.
+    where = {"proxy_location": "HeadOnly"} if p.get("target") == "local" and len(common.alive_nodes()) > 1 else {}
+    serve.start(http_options={"host": host, "port": port}, **where)
     actual = _serve_details().get("http_options") or {}
     a_host, a_port = actual.get("host", host), int(actual.get("port", port))
     if (a_host, a_port) != (host, port):
