@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
-
+import time
 
 import pytest
 
-from launch_helpers import wait_for
+from launch_helpers import ledger_rows, wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -56,6 +57,78 @@ def test_two_node_cluster_grows_without_a_restart_and_down_stops_only_it(cli, ra
         wait_for(lambda: not any(_alive(p) for p in own), 20, "the 2-node cluster's processes to exit")
         assert _alive(decoy.pid)
         assert not (local.cluster_dir(rayctl_home) / "state.json").exists()
+        assert not os.path.exists(state["workers"][0]["temp_dir"]) and not os.path.exists(state["temp_dir"])
     finally:
         decoy.kill()
         decoy.wait()
+
+
+TRAIN = """name: mn-train
+kind: train
+target: local
+resources:
+  nodes: 2
+  cpus: 1
+workload:
+  epochs: {epochs}
+  samples: 1000
+  batch_size: 32
+  storage: ckpt
+"""
+
+
+def _checkpointed_epochs(folder) -> list[int]:
+    import torch
+
+    out = []
+    for f in folder.glob("**/checkpoint_*/state.pt"):
+        try:
+            out.append(int(torch.load(f, map_location="cpu", weights_only=True)["epoch"]))
+        except Exception:  # noqa: BLE001 - one being written or deleted right now
+            pass
+    return out
+
+
+@pytest.mark.timeout(900)  # ~90 s on an idle machine; a loaded 2-core one takes minutes to start Ray
+def test_train_on_two_nodes_survives_a_killed_worker_node(use_local_cluster_2n, rayctl_home, tmp_path):
+    from rayctl.providers import local
+
+    cluster = use_local_cluster_2n
+    epochs = 30
+    recipe = tmp_path / "mn-train.yaml"
+    recipe.write_text(TRAIN.format(epochs=epochs))
+    out_path = tmp_path / "launch.out"
+    env = dict(os.environ, RAYCTL_HOME=str(rayctl_home), COLUMNS="200")  # $RAYCTL_LOCAL_CLUSTER_DIR: the 2-node one
+    with open(out_path, "w") as out_file:  # a file, not a pipe: Ray Train's chatter never blocks the launch
+        proc = subprocess.Popen([sys.executable, "-m", "rayctl", "launch", str(recipe)], stdout=out_file,
+                                stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: proc.poll() is not None or _checkpointed_epochs(tmp_path / "ckpt"), 240,
+                 "the first checkpoint of the 2-node train run", every=0.5)
+        assert proc.poll() is None, "the run ended before a node could be killed"
+        before = max(_checkpointed_epochs(tmp_path / "ckpt"))
+        victim = local.read_state().workers[0]
+        os.kill(victim["raylet_pid"], signal.SIGKILL)  # the worker node's raylet: the node is lost
+        proc.wait(timeout=360)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = out_path.read_text()
+    assert proc.returncode == 0, out[-4000:]
+    row = [r for r in ledger_rows(rayctl_home) if r["recipe"] == "mn-train"][0]
+    m = row["metrics"]
+    assert row["status"] == "succeeded" and row["nodes"] == 2
+    assert m["epochs"] == epochs and m["workers"] == 2 and m["nodes_used"] == 2, m
+    # Resumed from the latest checkpoint: nothing before the kill was trained again.
+    assert m["resumed_from"] is not None and m["resumed_from"] >= before, (m, before)
+    assert "resuming from the checkpoint of epoch" in out, out[-4000:]
+    assert "local worker node 127.0.0.3 was lost; rayctl restarted it" in out
+    # rayctl brought the node back (a new raylet at the same IP) and the ledger has one recovery.
+    now = local.read_state().workers[0]
+    assert now["ip"] == victim["ip"] and now["raylet_pid"] != victim["raylet_pid"]
+    assert sorted(n["node_ip"] for n in local.alive_nodes(cluster)) == ["127.0.0.2", "127.0.0.3"]
+    from rayctl.ledger import Ledger
+
+    with Ledger(rayctl_home / "ledger.db") as led:
+        assert [e["kind"] for e in led.events(row["id"], kind="recovery")] == ["recovery"]
+        assert len(led.segments(row["id"])) == 2 and all(s["nodes"] == 2 for s in led.segments(row["id"]))

@@ -22,6 +22,12 @@ def settings(recipe) -> dict:
     storage = wl.get("storage") or str(rayctl_home() / "checkpoints")
     wl["storage"] = common.resolve_path(storage, common.recipe_dir(recipe))
     wl["experiment"] = recipe.name
+    nodes = int(recipe.resources.nodes or 1)
+    if wl.get("workers") is None:  # one rank per GPU of every node (1 per node on CPUs); 2 on one node
+        gpus_per_node = max((a.count for a in recipe.resources.accelerators), default=0)
+        wl["workers"] = nodes * max(1, gpus_per_node) if nodes > 1 else 2
+    if wl.get("max_failures") is None:  # a multi-node run survives one lost node by default
+        wl["max_failures"] = 1 if nodes > 1 else 0
     return wl
 
 
@@ -40,6 +46,7 @@ def train_loop(config: dict) -> None:
     import os
     import tempfile
 
+    import ray
     import ray.train
     import ray.train.torch
     import torch
@@ -60,6 +67,11 @@ def train_loop(config: dict) -> None:
         opt_state = state["optimizer"]
         start = int(state["epoch"])
     resumed_from = start if ckpt is not None else None
+    nodes_used = 1
+    if ctx.get_world_size() > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        ids = [None] * ctx.get_world_size()
+        torch.distributed.all_gather_object(ids, ray.get_runtime_context().get_node_id())
+        nodes_used = len(set(ids))
     epochs = int(config["epochs"])
     net = ray.train.torch.prepare_model(net)
     module = getattr(net, "module", net)
@@ -70,7 +82,6 @@ def train_loop(config: dict) -> None:
     loader = ray.train.torch.prepare_data_loader(
         DataLoader(TensorDataset(xt, yt), batch_size=config["batch_size"], shuffle=True))
     device = ray.train.torch.get_device()
-    nodes = _nodes_used(ctx.get_world_size())
     xv, yv = xv.to(device), yv.to(device)
     if rank == 0 and resumed_from is not None:
         print(f"rayctl: resuming from the checkpoint of epoch {start} ({ckpt.path})", flush=True)
@@ -79,7 +90,7 @@ def train_loop(config: dict) -> None:
         # Train's result carries the metrics of the latest checkpoint, not of bare reports.
         val_loss, acc = demo_task.evaluate(module, xv, yv)
         metrics = {"epoch": start, "epochs": epochs, "val_loss": val_loss, "accuracy": acc,
-                   "resumed_from": resumed_from, "already_complete": True, "nodes_used": nodes}
+                   "resumed_from": resumed_from, "already_complete": True, "nodes_used": nodes_used}
         if rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(), "epoch": start},
@@ -95,7 +106,7 @@ def train_loop(config: dict) -> None:
         train_loss = demo_task.train_epoch(net, loader, opt)
         val_loss, acc = demo_task.evaluate(module, xv, yv)
         metrics = {"epoch": epoch + 1, "epochs": epochs, "train_loss": train_loss, "val_loss": val_loss,
-                   "accuracy": acc, "resumed_from": resumed_from, "nodes_used": nodes}
+                   "accuracy": acc, "resumed_from": resumed_from, "nodes_used": nodes_used}
         if rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 torch.save({"model": module.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1},
@@ -106,18 +117,6 @@ def train_loop(config: dict) -> None:
                             f"accuracy={acc:.3f}")
         else:
             ray.train.report(metrics)
-
-
-def _nodes_used(world_size: int) -> int:
-    """Distinct nodes of this run's workers (every worker calls it: a collective)."""
-    import torch.distributed as dist
-
-    ids = [common.node_id()]
-    if world_size > 1 and dist.is_available() and dist.is_initialized():
-        gathered: list = [None] * world_size
-        dist.all_gather_object(gathered, ids[0])
-        ids = gathered
-    return common.nodes_used(ids)
 
 
 def _uri(storage: str, fs_path: str) -> str:
@@ -163,7 +162,7 @@ def main(p: dict) -> None:
         train_loop,
         train_loop_config={k: wl[k] for k in ("epochs", "batch_size", "lr", "hidden", "layers", "samples")},
         scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=bool(use_gpu),
-                                               resources_per_worker=per_worker),
+                                               resources_per_worker=per_worker, placement_strategy="SPREAD"),
         run_config=ray.train.RunConfig(
             name=wl["experiment"], storage_path=wl["storage"],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=int(wl["keep_checkpoints"])),
@@ -181,7 +180,8 @@ def main(p: dict) -> None:
         "accuracy": m.get("accuracy"),
         "storage": wl["storage"],
         "experiment": wl["experiment"],
-        "nodes_used": m.get("nodes_used"),
+        "workers": workers,
+        "nodes_used": int(m.get("nodes_used") or 1),
     }
     if result.checkpoint is not None:
         out["checkpoint"] = _uri(wl["storage"], result.checkpoint.path)

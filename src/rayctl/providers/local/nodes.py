@@ -3,16 +3,17 @@
 `nodes: N` on the local target starts the head (127.0.0.2) and N-1 worker raylets, each
 `ray start --address=<head GCS> --node-ip-address=127.0.0.<2+i>` with its share of the
 CPUs (and of the GPUs, where the machine has them: `CUDA_VISIBLE_DEVICES` splits them),
-the head's temp dir (Ray's unix sockets get unique names inside it), the cluster's auth
+its own temp dir beside the head's (`<head temp>-<octet>`), the cluster's auth
 token and its ownership token (`RAYCTL_LOCAL_CLUSTER`), so `stop_cluster` stops them and
 only them. `state.json` records each worker (`ip`, `pid`: its `ray start` session,
-`raylet_pid`, `cpus`, `gpus`). A worker node whose raylet died is restarted by
+`raylet_pid`, `cpus`, `gpus`, `temp_dir`). A worker node whose raylet died is restarted by
 `restart_dead_workers` (launch uses it before and during a run: a lost node comes back).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -26,9 +27,13 @@ from ...errors import RayctlError
 from .auth import auth_headers, ray_env
 from .health import get_json
 from .ports import free_ports, worker_port_range
-from .state import NODE_IP, TOKEN_ENV, LocalCluster, Status, cluster_dir, locked, read_state, write_state
+from .state import (MAX_TEMP_DIR_LEN, NODE_IP, TOKEN_ENV, LocalCluster, Status, cluster_dir, locked, read_state,
+                    write_state)
 
 NODES_TIMEOUT_S = float(os.environ.get("RAYCTL_NODES_TIMEOUT", 240))
+# A raylet waits a short while for its dashboard agent; on a busy machine that is too short, and
+# the raylet dies (then `ray start` waits minutes for it): give the agent longer.
+AGENT_WAIT_ENV, AGENT_WAIT_MS = "RAY_agent_register_timeout_ms", "120000"
 _PORT_NAMES = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
                "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")
 
@@ -80,12 +85,29 @@ def node_env(c: LocalCluster, gpus: list[str] | None) -> dict:
         env.pop(k, None)
     env.update(ray_env(c))
     env.update({TOKEN_ENV: c.token, "RAY_USAGE_STATS_ENABLED": "0"})
+    env.setdefault(AGENT_WAIT_ENV, AGENT_WAIT_MS)
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     bindir = os.path.dirname(sys.executable)
     if env.get("PATH", "").split(os.pathsep)[0] != bindir:
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     return env
+
+
+def worker_temp_dir(c: LocalCluster, ip: str) -> Path:
+    """A worker node's own Ray temp dir: the head's plus `-<last octet>` (or `/tmp/rayctl-<hash>-<octet>`
+    when that is too long for Ray's unix sockets).
+
+    Not the head's: every node's log monitor publishes the logs under its temp dir, so
+    nodes sharing one would echo each other's worker logs (and a restarted node all the
+    old ones) into the job's output twice.
+    """
+    octet = ip.rsplit(".", 1)[1]
+    own = f"{c.temp_dir.rstrip('/')}-{octet}"
+    if len(own) <= MAX_TEMP_DIR_LEN:
+        return Path(own)
+    digest = hashlib.sha256(c.temp_dir.encode()).hexdigest()[:10]
+    return Path(f"/tmp/rayctl-{digest}-{octet}")
 
 
 def _raylet_pid(sid: int) -> int | None:
@@ -102,11 +124,13 @@ def start_worker(c: LocalCluster, cdir: Path, ip: str, cpus: int, gpus: list[str
                  timeout: float = NODES_TIMEOUT_S) -> dict:
     """Start one worker raylet at `ip` joined to the head; its record for state.json."""
     log_path = cdir / f"worker-{ip}.log"
+    temp = worker_temp_dir(c, ip)
+    shutil.rmtree(temp, ignore_errors=True)  # a restarted node must not re-read the lost one's logs
     for attempt in range(3):
         ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES))))
         wmin, wmax = worker_port_range()
         cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", f"--address={c.gcs_address}",
-               f"--node-ip-address={ip}", f"--temp-dir={c.temp_dir}", f"--num-cpus={cpus}",
+               f"--node-ip-address={ip}", f"--temp-dir={temp}", f"--num-cpus={cpus}",
                "--disable-usage-stats", f"--min-worker-port={wmin}", f"--max-worker-port={wmax}"]
         if gpus is not None:
             cmd.append(f"--num-gpus={len(gpus)}")
@@ -117,19 +141,53 @@ def start_worker(c: LocalCluster, cdir: Path, ip: str, cpus: int, gpus: list[str
             proc = subprocess.Popen(cmd, env=node_env(c, gpus), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, cwd=str(cdir))
         try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+            rc = wait_for_start(proc, timeout)
+        except BaseException:
             proc.kill()
             _kill_session(c, proc.pid)
-            raise RayctlError(f"the local worker node {ip} did not start within {timeout:.0f} s; see {log_path}")
+            raise
         if rc == 0:
             return {"ip": ip, "pid": proc.pid, "raylet_pid": _raylet_pid(proc.pid), "cpus": cpus,
-                    "gpus": len(gpus or [])}
+                    "gpus": len(gpus or []), "temp_dir": str(temp)}
+        proc.kill()
         _kill_session(c, proc.pid)
-        tail = log_path.read_text(errors="replace")[-2000:]
-        if attempt == 2 or not any(w in tail.lower() for w in ("in use", "bind", "timed out")):
-            raise RayctlError(f"starting the local worker node {ip} failed (exit {rc}); see {log_path}")
+        if rc is None:
+            why = f"did not start within {timeout:.0f} s"
+        elif rc == RAYLET_DIED:
+            why = "lost its raylet while starting (a busy machine: the raylet gives its agents 15 s)"
+        else:
+            why = f"failed (exit {rc})"
+        tail = log_path.read_text(errors="replace")[-2000:].lower()
+        if attempt == 2 or not (rc == RAYLET_DIED or any(w in tail for w in ("in use", "bind", "timed out"))):
+            raise RayctlError(f"the local worker node {ip} {why}; see {log_path}")
+        shutil.rmtree(temp, ignore_errors=True)
     raise AssertionError("unreachable")
+
+
+RAYLET_DIED = -1000
+
+
+def wait_for_start(proc: subprocess.Popen, timeout: float) -> int | None:
+    """`ray start`'s exit code; None after `timeout` s; RAYLET_DIED when the raylet it started died
+    meanwhile (`ray start` would then wait for it for minutes)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    raylet = None
+    while time.monotonic() < deadline:
+        try:
+            return proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            if raylet is None:
+                pid = _raylet_pid(proc.pid)
+                raylet = psutil.Process(pid) if pid else None
+            elif not raylet.is_running() or raylet.status() == psutil.STATUS_ZOMBIE:
+                return RAYLET_DIED
+        except psutil.Error:
+            return RAYLET_DIED
+    return None
 
 
 def _kill_session(c: LocalCluster, sid: int) -> None:
@@ -166,8 +224,8 @@ def wait_for_nodes(c: LocalCluster, n: int, timeout: float, started_ips: list[st
         if time.monotonic() > deadline:
             ips = sorted(r.get("node_ip", "?") for r in seen)
             raise RayctlError(f"the local Ray cluster reports {len(seen)} alive node(s) ({', '.join(ips) or 'none'}) "
-                              f"{timeout:.0f} s after starting {n}; see the worker-*.log files in {c.temp_dir} "
-                              "and the cluster folder")
+                              f"{timeout:.0f} s after starting {n}; see head.log and the worker-*.log files in the "
+                              "local cluster's folder")
         time.sleep(0.5)
 
 

@@ -90,6 +90,7 @@ def _start(cdir: Path, num_cpus: int, status: Status | None, gpus: list[str] | N
             env.pop(k, None)
         env.update({"RAY_AUTH_MODE": AUTH_MODE, "RAY_AUTH_TOKEN_PATH": str(token_path), TOKEN_ENV: token,
                     "RAY_USAGE_STATS_ENABLED": "0"})
+        env.setdefault(nodes_mod.AGENT_WAIT_ENV, nodes_mod.AGENT_WAIT_MS)
         if gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         # Jobs run `python ...` with the head's PATH: make that this Python (cron's PATH is bare).
@@ -109,11 +110,18 @@ def _start(cdir: Path, num_cpus: int, status: Status | None, gpus: list[str] | N
                          auth_token_path=str(token_path))
         headers = auth_headers(c)
         try:
-            try:
-                rc = proc.wait(timeout=START_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
+            rc = nodes_mod.wait_for_start(proc, START_TIMEOUT_S)
+            if rc is None:
                 raise RayctlError(f"the local Ray head did not start within {START_TIMEOUT_S:.0f} s; "
                                   f"see {log_path}") from None
+            if rc == nodes_mod.RAYLET_DIED:  # `ray start` would wait minutes for a raylet that crashed
+                proc.kill()
+                kill_token(token, proc.pid)
+                if attempt < 2:
+                    if status:
+                        status("the Ray head's raylet died while starting (a busy machine?); retrying")
+                    continue
+                raise RayctlError(f"the local Ray head's raylet died while starting, three times; see {log_path}")
             if rc != 0:
                 tail = _log_tail(log_path)
                 last_err = tail
@@ -208,8 +216,9 @@ def ensure_cluster(*, cpus: int | None = None, nodes: int = 1, home: Path | None
             (cdir / "state.json").unlink(missing_ok=True)
         if status:
             layout = f", {nodes} nodes" if nodes > 1 else ""
-            status(f"starting the local Ray cluster ({want} CPU{'s' if want != 1 else ''}{' per node' if nodes > 1 else ''}"
-                   f"{layout}, {NODE_IP}); this takes 10-20 s the first time")
+            per = " per node" if nodes > 1 else ""
+            status(f"starting the local Ray cluster ({want} CPU{'s' if want != 1 else ''}{per}{layout}, {NODE_IP}); "
+                   "this takes 10-20 s the first time")
         gpus = nodes_mod.machine_gpus() if nodes > 1 else []
         c = _start(cdir, want, status, nodes_mod.gpu_shares(gpus, nodes)[0] if gpus else None)
         if nodes > 1:

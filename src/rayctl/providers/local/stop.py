@@ -114,8 +114,12 @@ def stop_cluster(home: Path | None = None, status: Status | None = None) -> dict
         n = kill_token(state.token, state.pid)
         (cdir / "state.json").unlink(missing_ok=True)
         temp = Path(state.temp_dir)
-        if temp in (cdir / "ray", temp_dir_for(cdir)) or temp.name.startswith("rayctl-"):  # only a dir rayctl made
-            import shutil
+        import shutil
 
+        if temp in (cdir / "ray", temp_dir_for(cdir)) or temp.name.startswith("rayctl-"):  # only a dir rayctl made
             shutil.rmtree(temp, ignore_errors=True)
+        for w in state.workers:  # worker nodes' own temp dirs: `<head temp>-<octet>`
+            wt = Path(w.get("temp_dir") or "")
+            if wt.name.startswith((f"{temp.name}-", "rayctl-")):
+                shutil.rmtree(wt, ignore_errors=True)
         return {"name": NAME, "address": state.address, "processes": n, "session": state.session_name}

@@ -6,7 +6,9 @@ from .base import choice, integer, number, string
 
 KIND = "train"
 FIELDS: dict[str, dict] = {
-    "workers": integer(2, "number of training workers (Ray Train data-parallel ranks)", minimum=1, maximum=1024),
+    "workers": integer(None, "number of training workers (Ray Train data-parallel ranks); default 2 on one node, "
+                             "nodes x GPUs per node (1 per node without GPUs) when nodes > 1",
+                       minimum=1, maximum=1024),
     "use_gpu": choice(("auto", True, False), "auto",
                       "true, false, or auto (use GPUs when the cluster has one per worker)"),
     "cpus_per_worker": number(1, "CPUs reserved per worker (fractions allowed, e.g. 0.5)", above=0),
@@ -20,7 +22,8 @@ FIELDS: dict[str, dict] = {
     "storage": string(None, "where checkpoints go: a local path (relative to the recipe) or s3://bucket/path; "
                             "default $RAYCTL_HOME/checkpoints"),
     "keep_checkpoints": integer(2, "checkpoints kept (older ones are deleted)", minimum=1),
-    "max_failures": integer(0, "worker-group failures retried from the latest checkpoint", minimum=0),
+    "max_failures": integer(None, "worker-group failures retried from the latest checkpoint; default 0 on one "
+                                  "node, 1 when nodes > 1 (a lost node)", minimum=0),
 }
 REQUIRED: tuple = ()
 FIELD_CHECKS: dict = {}
