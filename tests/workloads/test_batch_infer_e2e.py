@@ -43,6 +43,7 @@ def test_shipped_recipe_jsonl_in_jsonl_out(launch, repo, tmp_path):
     assert all(by_id[p["id"]]["input_tokens"] == len(p["prompt"].encode()) for p in prompts)
     assert_counts_match(job, rows)
     assert job.metrics["output"] == str(out) and job.metrics["engine"] == "transformers"
+    assert job.metrics["nodes_used"] == 1
     done = [e["done"] for e in job.progress if e["unit"] == "rows"]
     assert done == sorted(done) and done[-1] == 200
     assert all(e["total"] == 200 for e in job.progress)

@@ -45,6 +45,7 @@ def test_openai_routes_counters_and_delete(launch, ray_address, repo, monkeypatc
         assert job.status == "SUCCEEDED", job.logs[-4000:]  # the job ends; the app keeps serving
         url = job.metrics["url"]
         assert url.startswith("http://127.0.0.2:")
+        assert job.metrics["replicas"] == 2 and job.metrics["nodes_used"] == 1
         code, body, _ = post(f"{url}/v1/completions", {"prompt": "Hello there", "max_tokens": 8})
         assert code == 200, body
         c = json.loads(body)

@@ -16,6 +16,7 @@ def test_finds_and_reports_the_best_trial(launch, repo, tmp_path):
     assert job.status == "SUCCEEDED", job.logs[-4000:]
     m = job.metrics
     assert m["trials"] == 4 and m["trials_failed"] == 0  # 2 samples x grid of 2 batch sizes
+    assert m["nodes_used"] == 1  # the session's one-node cluster
     assert set(m["best_config"]) == {"lr", "hidden", "dropout", "batch_size"}
     assert 0.0003 <= m["best_config"]["lr"] <= 0.03 and m["best_config"]["hidden"] in (32, 64, 128)
     # The reported best is the lowest final val_loss over the trials Tune recorded in storage.

@@ -19,7 +19,20 @@ TASK_CPUS = 1.0  # what Ray Data's other tasks (repartition) take; kept free of 
 
 
 def replicas(conc) -> tuple[int, int]:
+    """(min, max) replicas of a concurrency setting; `auto` (resolved on the cluster) counts as 1 here."""
+    if conc in (None, "auto"):
+        return 1, 1
     return (int(conc[0]), int(conc[1])) if isinstance(conc, list) else (int(conc), int(conc))
+
+
+def auto_concurrency(wl: dict, total_gpu: float, nodes: int) -> int:
+    """`concurrency: auto` for the transformers engine on this cluster: one replica per GPU
+    across all nodes, or one per node on CPU-only clusters (vllm/sglang: `llm_engines.concurrency`)."""
+    setting = wl.get("num_gpus")
+    per_gpu = 1.0 if setting in (None, "auto") else float(setting)
+    if per_gpu > 0 and total_gpu >= per_gpu:
+        return max(1, int(total_gpu // per_gpu))
+    return max(1, int(nodes))
 
 
 class Generator:
@@ -43,6 +56,7 @@ class Generator:
         if temperature > 0:
             self.gen_kw.update(temperature=temperature, top_p=top_p)
         self.counter = counter
+        self.node = common.node_id()
         self.load_s = time.perf_counter() - t0
         if counter is not None:
             counter.add.remote(0, 0, 0, load_s=self.load_s)
@@ -70,7 +84,7 @@ class Generator:
         batch["output_tokens"] = out_tok
         if self.counter is not None:
             self.counter.add.remote(len(prompts), int(in_tok.sum()), int(out_tok.sum()),
-                                    gen_s=time.perf_counter() - t0)
+                                    gen_s=time.perf_counter() - t0, node=self.node)
         return batch
 
 
@@ -95,8 +109,11 @@ def counter_class():
             self.rows = self.input_tokens = self.output_tokens = 0
             self.gen_s = 0.0
             self.load_s: list = []
+            self.nodes: set = set()
 
-        def add(self, rows, input_tokens, output_tokens, gen_s=0.0, load_s=None):
+        def add(self, rows, input_tokens, output_tokens, gen_s=0.0, load_s=None, node=None):
+            if node:
+                self.nodes.add(node)
             self.rows += rows
             self.input_tokens += input_tokens
             self.output_tokens += output_tokens
@@ -106,9 +123,12 @@ def counter_class():
 
         def get(self):
             return {"rows": self.rows, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                    "gen_s": self.gen_s, "load_s": list(self.load_s)}
+                    "gen_s": self.gen_s, "load_s": list(self.load_s), "nodes": sorted(self.nodes)}
 
-    return Counter
+    # On the driver's node: a lost worker node must not take the run's counts with it.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return Counter.options(scheduling_strategy=NodeAffinitySchedulingStrategy(common.node_id(), soft=False))
 
 
 def pick_engine(wl: dict, total_gpu: float) -> str:

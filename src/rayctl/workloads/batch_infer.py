@@ -34,7 +34,7 @@ import time
 from .. import protocol
 from . import common, demo_model, output
 from . import llm_engines
-from .batch_engines import TASK_CPUS, build_transformers, counter_class, pick_engine, replicas
+from .batch_engines import TASK_CPUS, auto_concurrency, build_transformers, counter_class, pick_engine, replicas
 from .batch_watch import root_cause, watch
 from ..recipe.kinds.batch_infer import EXT as _EXT, FIELDS, FORMATS, KIND  # noqa: F401  (the one definition)
 from ..recipe.kinds.batch_infer import format_of as _format_of, looks_like_dir as _looks_like_dir  # noqa: F401
@@ -203,6 +203,7 @@ def main(p: dict) -> None:
     if stats:
         out["generate_s"] = round(stats["gen_s"], 3)
         out["model_load_s"] = round(max(stats["load_s"]), 3) if stats["load_s"] else None
+        out["nodes_used"] = common.nodes_used(stats.get("nodes") or [])
     print(f"rayctl: {counts['rows']} rows, {counts['input_tokens']} input / {counts['output_tokens']} output tokens "
           f"in {elapsed:.1f} s -> {wl['output']}", flush=True)  # the throughput: once, in the launch summary
     protocol.metrics(**out)
@@ -223,8 +224,13 @@ def _run(ray, wl: dict, pub, accelerators: list | None = None) -> tuple[dict, st
     total = _local_total(wl)
     if total is not None and wl.get("limit"):
         total = min(total, int(wl["limit"]))
+    if wl["concurrency"] in (None, "auto"):
+        # transformers: one replica per GPU, or per node on CPUs; the ray.data.llm engines size
+        # themselves from the cluster's GPUs (llm_engines.concurrency) when given none.
+        wl["concurrency"] = (auto_concurrency(wl, total_gpu, len(common.alive_nodes())) if engine == "transformers"
+                             else None)
     # Blocks of one batch each, so every replica gets work and progress moves per batch.
-    ds = ds.repartition(target_num_rows_per_block=int(wl["batch_size"]))
+    ds = _small_tasks(ds.repartition(target_num_rows_per_block=int(wl["batch_size"])))
     counter = counter_class().remote()
     if engine == "transformers":
         ds = build_transformers(ds, wl, total_cpu, total_gpu, counter)
@@ -252,8 +258,21 @@ def _run(ray, wl: dict, pub, accelerators: list | None = None) -> tuple[dict, st
         counts = _count_output(wl, staging)
     else:  # nothing to write (an empty input): Ray Data wrote no file
         counts = {"rows": 0, "input_tokens": 0, "output_tokens": 0}
+    if total is not None and counts["rows"] != total:  # every input row exactly once, or nothing published
+        raise common.WorkloadError(f"wrote {counts['rows']} rows for {total} input rows; the results were not "
+                                   "published")
     stats = ray.get(counter.get.remote())
     return counts, engine, stats
+
+
+def _small_tasks(ds):
+    """The streaming repartition's tasks take READ_CPUS instead of Ray Data's default whole
+    CPU, which a 1-CPU node that runs a replica never has free (the pipeline would stall).
+    repartition() takes no remote args, so they are set on its (last) logical operator."""
+    args = getattr(getattr(getattr(ds, "_logical_plan", None), "dag", None), "ray_remote_args", None)
+    if isinstance(args, dict) and args.get("num_cpus") is None:
+        args["num_cpus"] = READ_CPUS
+    return ds
 
 
 if __name__ == "__main__":

@@ -155,6 +155,26 @@ def cluster_totals() -> tuple[float, float]:
     return float(r.get("CPU", 0)), float(r.get("GPU", 0))
 
 
+def alive_nodes() -> list[dict]:
+    """The cluster's live nodes (`ray.nodes()` entries) that hold CPUs or GPUs."""
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive") and (n.get("Resources") or {}).get("CPU", 0)
+            + (n.get("Resources") or {}).get("GPU", 0) > 0]
+
+
+def node_id() -> str:
+    """The Ray node id of the process calling it (a trial, a worker, a replica)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def nodes_used(ids) -> int:
+    """`nodes_used` metric: how many distinct Ray nodes did work, from the node ids reported."""
+    return len({str(i) for i in ids if i})
+
+
 def wait_for_resources(cpus: float, gpus: float, timeout_s: float, what: str) -> None:
     """Return once `cpus`/`gpus` are free; fail fast if the cluster can never hold them.
 

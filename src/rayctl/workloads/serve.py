@@ -42,7 +42,25 @@ def _min_replicas(wl: dict) -> int:
     a = wl.get("autoscaling")
     if a:
         return max(1, int(a.get("initial_replicas", a.get("min_replicas", 1)) or 0))
-    return int(wl["replicas"] or 1)
+    return 1 if wl["replicas"] in (None, "auto") else int(wl["replicas"])
+
+
+def auto_replicas(setting, nodes: int, total_gpu: float) -> int:
+    """`replicas: auto` on this cluster: one per GPU when replicas take GPUs, else one per node."""
+    per_gpu = 1.0 if setting in (None, "auto") else float(setting)
+    if per_gpu > 0 and total_gpu >= per_gpu:
+        return max(1, int(total_gpu // per_gpu))
+    return max(1, int(nodes))
+
+
+def _replica_nodes(app_name: str) -> list[str]:
+    """Node ids of the app's running model replicas (from Serve's own status)."""
+    try:
+        app = (_serve_details().get("applications") or {}).get(app_name) or {}
+        dep = (app.get("deployments") or {}).get("OpenAICompletions") or {}
+        return [r.get("node_id") for r in dep.get("replicas") or [] if r.get("state") == "RUNNING"]
+    except Exception:  # status is best effort: the app itself answered already
+        return []
 
 
 def job_spec(recipe, run_id: str):
@@ -104,15 +122,21 @@ def main(p: dict) -> None:
     ray = common.connect()
     from ray import serve
 
-    n = _min_replicas(wl)
     _, total_gpu = common.cluster_totals()
     engine = serve_llm.pick(wl, total_gpu)
+    if wl["replicas"] == "auto" and not wl.get("autoscaling"):
+        per = serve_llm.gpus_per_replica(wl) if engine == "vllm" else wl["num_gpus"]
+        wl["replicas"] = auto_replicas(per, len(common.alive_nodes()), total_gpu)
+    n = _min_replicas(wl)
     wl["num_gpus"] = (serve_llm.gpus_per_replica(wl) if engine == "vllm"
                       else common.gpus_per_replica(wl["num_gpus"], n, total_gpu))
     common.wait_for_resources(n * float(wl["num_cpus"]), n * float(wl["num_gpus"]),
                               float(wl["resource_timeout_s"]), f"serving with {n} replica(s)")
     host, port = _http_options()
-    serve.start(http_options={"host": host, "port": port})
+    # Serve runs a proxy on every node, all on host:port: the nodes of a local multi-node
+    # cluster share one machine, so only the head's proxy can bind it there.
+    where = {"proxy_location": "HeadOnly"} if p.get("target") == "local" and len(common.alive_nodes()) > 1 else {}
+    serve.start(http_options={"host": host, "port": port}, **where)
     actual = _serve_details().get("http_options") or {}
     a_host, a_port = actual.get("host", host), int(actual.get("port", port))
     if (a_host, a_port) != (host, port):
@@ -164,7 +188,7 @@ def main(p: dict) -> None:
           f"({replicas} replica(s)); counters at {base}/-/rayctl/metrics", flush=True)
     protocol.metrics(url=base, app=wl["app_name"], engine=engine, route_prefix=wl["route_prefix"], model=wl["model"],
                    metrics_url=f"{base}/-/rayctl/metrics", replicas=wl.get("replicas"),
-                   autoscaling=wl.get("autoscaling"))
+                   autoscaling=wl.get("autoscaling"), nodes_used=common.nodes_used(_replica_nodes(wl["app_name"])))
 
 
 def delete(app_name: str) -> None:

@@ -80,11 +80,13 @@ def trainable(config: dict, max_epochs: int, samples: int, threads: int) -> None
     net = demo_task.model(hp["hidden"], hp["layers"], hp["dropout"])
     opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     xt, yt, xv, yv = demo_task.dataset(samples)
+    node = common.node_id()  # for the run's nodes_used
     loader = DataLoader(TensorDataset(xt, yt), batch_size=int(hp["batch_size"]), shuffle=True)
     for epoch in range(max_epochs):
         train_loss = demo_task.train_epoch(net, loader, opt)
         val_loss, acc = demo_task.evaluate(net, xv, yv)
-        tune.report({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "accuracy": acc})
+        tune.report({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "accuracy": acc,
+                     "node_id": node})
 
 
 def _progress_callback(total: int):
@@ -163,7 +165,8 @@ def main(p: dict) -> None:
     protocol.metrics(best_config=sampled, best_metric=value, metric=wl["metric"], mode=wl["mode"],
                    trials=len(results), trials_failed=len(results) - len(ok),
                    best_epochs=best.metrics.get("epoch"), storage=wl["storage"],
-                   experiment=wl["experiment"])
+                   experiment=wl["experiment"],
+                   nodes_used=common.nodes_used((r.metrics or {}).get("node_id") for r in results))
 
 
 if __name__ == "__main__":

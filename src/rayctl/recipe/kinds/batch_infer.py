@@ -14,8 +14,8 @@ EXT = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "par
 ENGINES = ("auto", "transformers", "vllm", "sglang", "http")
 HTTP_KEYS = ("endpoint", "api_key_env", "provider", "qps", "max_retries", "retry_wait_s")
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_CONCURRENCY = ("concurrency is a whole number >= 1 (model replicas) or [min, max] for an autoscaling pool, "
-                "got {got}")
+_CONCURRENCY = ("concurrency is auto, a whole number >= 1 (model replicas) or [min, max] for an autoscaling "
+                "pool, got {got}")
 
 FIELDS: dict[str, dict] = {
     "input": string(None, "prompts: a JSONL, Parquet or CSV file or folder; local path (relative to the "
@@ -30,10 +30,11 @@ FIELDS: dict[str, dict] = {
     "model": string(DEMO_MODEL, "rayctl-demo (built locally), a local checkpoint folder, or a Hugging Face id"),
     "engine": choice(ENGINES, "auto", "auto, transformers, vllm, sglang or http"),
     "batch_size": integer(32, "prompts per model call", minimum=1, maximum=100000),
-    "concurrency": {"anyOf": [{"type": "integer", "minimum": 1},
+    "concurrency": {"anyOf": [{"enum": ["auto"]}, {"type": "integer", "minimum": 1},
                               {"type": "array", "items": {"type": "integer", "x-error": _CONCURRENCY},
                                "minItems": 2, "maxItems": 2}],
-                    "default": 1, "description": "model replicas (actors), or [min, max] to autoscale",
+                    "default": "auto", "description": "model replicas (actors), or [min, max] to autoscale; auto: "
+                                                      "one per GPU across all nodes, or one per node on CPU clusters",
                     "x-error": _CONCURRENCY},
     "max_new_tokens": integer(32, "tokens generated per prompt at most", minimum=1, maximum=32768),
     "temperature": number(0.0, "sampling temperature; 0 is greedy", minimum=0),

@@ -30,7 +30,10 @@ FIELDS: dict[str, dict] = {
                      "(rayctl's own app; CPU or GPU) or vllm (Ray Serve LLM: ray.serve.llm)"),
     "engine_kwargs": mapping(None, "extra vLLM engine arguments (engine vllm only), e.g. "
                                    "{tensor_parallel_size: 2, max_model_len: 4096}"),
-    "replicas": integer(1, "fixed number of replicas (leave out when using autoscaling)", minimum=1, maximum=1000),
+    "replicas": {"anyOf": [{"enum": ["auto"]}, {"type": "integer", "minimum": 1, "maximum": 1000}],
+                 "default": "auto", "description": "fixed number of replicas, or auto: one per node of the cluster "
+                                                   "(one per GPU on GPU clusters); leave out when using autoscaling",
+                 "x-error": "replicas is auto or a whole number from 1 to 1000, got {got}"},
     "autoscaling": mapping(None, "min_replicas, max_replicas, target_ongoing_requests, ... (replaces replicas)",
                            properties=_AUTOSCALING, additionalProperties=False, required=["max_replicas"],
                            **{"x-unknown": {"what": "autoscaling field"}, "x-missing": "autoscaling needs {key}"}),
