@@ -220,12 +220,34 @@ def wait_for_nodes(c: LocalCluster, n: int, timeout: float, started_ips: list[st
         if nodes is not None:
             seen = nodes
             if len(nodes) >= n and want_ips <= {r.get("node_ip") for r in nodes}:
+                _wait_for_cpus(c, deadline)
                 return
         if time.monotonic() > deadline:
             ips = sorted(r.get("node_ip", "?") for r in seen)
             raise RayctlError(f"the local Ray cluster reports {len(seen)} alive node(s) ({', '.join(ips) or 'none'}) "
                               f"{timeout:.0f} s after starting {n}; see head.log and the worker-*.log files in the "
                               "local cluster's folder")
+        time.sleep(0.5)
+
+
+def _cluster_cpus(c: LocalCluster) -> float | None:
+    """Total CPUs in the head's autoscaler status (what admission and `check_resources` read)."""
+    try:
+        doc = get_json(f"{c.address}/api/cluster_status?format=0", 3.0, auth_headers(c))
+        usage = doc["data"]["clusterStatus"]["loadMetricsReport"]["usage"]
+        return float(usage["CPU"][1])
+    except (OSError, ValueError, KeyError, TypeError, IndexError, urllib.error.URLError):
+        return None
+
+
+def _wait_for_cpus(c: LocalCluster, deadline: float) -> None:
+    """Until the autoscaler status counts every node's CPUs: it lags the node list by a few
+    seconds, and a launch admitted in that gap would be refused as too small."""
+    want = c.num_cpus + sum(int(w.get("cpus") or 0) for w in c.workers)
+    while time.monotonic() < deadline:
+        have = _cluster_cpus(c)
+        if have is not None and have >= want:
+            return
         time.sleep(0.5)
 
 
