@@ -77,3 +77,19 @@ def test_launch_target_flag_checks_the_target_it_names(cli, tmp_path):
     assert_no_traceback(r)
     assert f"{p}:8:12: field 'workload.storage'" in r.err and "s3://" in r.err, r.err
     assert "cannot reach" not in r.err
+
+
+@pytest.mark.parametrize("target,output,code", [("cloud", "./out", 2), ("local", "./out", 0),
+                                                ("cloud", "s3://bucket/out", 0)])
+def test_batch_infer_output_on_several_remote_nodes_must_be_shared(cli, tmp_path, target, output, code):
+    """Replicas write from every node: a local output folder on a multi-node remote cluster is refused."""
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "hi"}\n')
+    p = tmp_path / "recipe.yaml"
+    p.write_text(f"name: mn\nkind: batch-infer\nresources:\n  nodes: 2\ntarget: {target}\n"
+                 f"workload:\n  input: prompts.jsonl\n  output: {output}\n")
+    r = cli("validate", p)
+    assert r.code == code, r
+    assert_no_traceback(r)
+    if code:
+        assert f"{p}:8:11: field 'workload.output'" in r.err, r.err
+        assert "its share of the results" in r.err and "s3://" in r.err

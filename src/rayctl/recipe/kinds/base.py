@@ -169,7 +169,8 @@ def is_uri(path: str) -> bool:
 LOCAL_SCHEMES = ("file", "local")
 
 
-def shared_storage(wl: dict, key: str, nodes: int, target: str, default_doc: str) -> list:
+def shared_storage(wl: dict, key: str, nodes: int, target: str, default_doc: str,
+                   why: str = "each node would keep its own copy and a resumed run would not find it") -> list:
     """`workload.<key>` must be storage every node reaches when the run spans nodes on a cluster
     that is not this machine (the cloud, or an existing cluster at http(s)://): an object store
     URI, not a local folder (each node would write its own, and a resumed run finds nothing).
@@ -185,8 +186,7 @@ def shared_storage(wl: dict, key: str, nodes: int, target: str, default_doc: str
     else:
         path, what = (key,), f"'{value}' is a local path"
     return [(path, f"{key} {what}, but with resources.nodes: {nodes} on {where} (target: {target}) "
-                   "each node would keep its own copy and a resumed run would not find it; use storage every "
-                   "node can reach: s3://bucket/path or gs://bucket/path", False)]
+                   f"{why}; use storage every node can reach: s3://bucket/path or gs://bucket/path", False)]
 
 
 def describe(value) -> str:

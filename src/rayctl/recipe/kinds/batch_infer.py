@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import re
 
-from .base import DEMO_MODEL, auto_or_number, boolean, choice, describe, integer, is_uri, mapping, number, string
+from .base import (DEMO_MODEL, auto_or_number, boolean, choice, describe, integer, is_uri, mapping, number,
+                   shared_storage, string)
 
 KIND = "batch-infer"
 FORMATS = ("jsonl", "parquet", "csv")
@@ -126,3 +127,10 @@ def format_of(path: str) -> str | None:
         if p.endswith(suffix):
             p = p[: -len(suffix)]
     return EXT.get(os.path.splitext(p)[1])
+
+
+def target_checks(wl: dict, nodes: int, target: str) -> list:
+    """Rules that depend on where the recipe runs: on several nodes of a remote cluster the
+    replicas write from every node, so the output must be storage every node reaches."""
+    return shared_storage(wl, "output", nodes, target, "",
+                          why="each node would write its share of the results to its own disk")
