@@ -5,7 +5,7 @@ the summary states the run's one throughput figure)."""
 
 from __future__ import annotations
 
-from ..runs.reporter import Reporter, format_progress, screen_text
+from ..runs.reporter import Reporter, format_progress
 
 
 class RichReporter(Reporter):
@@ -22,27 +22,18 @@ class RichReporter(Reporter):
         self._task = None
         self._progress.start()
 
-    def _say(self, msg: str) -> None:
+    # The stage, job-status and log-line rules are the plain Reporter's; only where a line goes differs:
+    def _err(self, msg: str) -> None:
+        """A rayctl line, above the bar."""
         from rich.text import Text
 
         self.console.print(Text.assemble(("rayctl: ", "dim"), msg), soft_wrap=True)
 
-    def stage(self, msg: str) -> None:
-        self._say(msg)
-
-    def job_status(self, status: str, run_id: str) -> None:
-        self._say(f"job is {status.lower()}")
-
-    def log_line(self, line: str) -> None:
+    def _out(self, line: str) -> None:
+        """A user-code job's own line (or, with --verbose, Ray's), colours kept."""
         from rich.text import Text
 
-        text = line if self.verbose else screen_text(line, self.user_code)
-        if text is None:
-            return
-        if not self.verbose and text.startswith("rayctl:"):
-            self._say(text[len("rayctl:"):].strip())
-        else:
-            self.console.print(Text.from_ansi(line), soft_wrap=True)
+        self.console.print(Text.from_ansi(line), soft_wrap=True)
 
     def progress(self, ev: dict) -> None:
         r = self.rate(ev)
