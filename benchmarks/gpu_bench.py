@@ -34,7 +34,6 @@ import argparse
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,14 +62,10 @@ print(json.dumps({"rows": len(outs), "input_tokens": sum(len(o.prompt_token_ids)
 
 
 def gpus_here() -> int:
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return 0
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for ln in out.splitlines() if ln.startswith("GPU "))
+    """GPUs `nvidia-smi -L` lists: the reader the local target uses (rayctl.providers.local)."""
+    from rayctl.providers.local import nvidia_smi_gpus
+
+    return len(nvidia_smi_gpus())
 
 
 def why_not() -> str | None:

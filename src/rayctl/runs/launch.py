@@ -19,8 +19,6 @@ import contextlib
 import dataclasses
 import os
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -386,14 +384,7 @@ def local_gpus() -> int:
             return int(res.get("GPU", (0, 0))[1])
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
         return 0
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return 0
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for ln in out.splitlines() if ln.startswith("GPU "))
+    return len(local_provider.nvidia_smi_gpus())
 
 
 def _launch_cloud(recipe, led: Ledger, rep: Reporter, *, detach: bool, quiet: bool, schedule, catalog) -> dict:

@@ -35,12 +35,12 @@ The modules: `state` (the folder, `state.json`, the lock), `auth` (the token), `
 
 from .auth import AUTH_MODE, AUTH_TOKEN_FILE, auth_headers, ensure_auth_token, ray_env, read_auth_token
 from .health import healthy
-from .nodes import NodeWatch, alive_nodes, restart_dead_workers, worker_ip
+from .nodes import NodeWatch, alive_nodes, nvidia_smi_gpus, restart_dead_workers, worker_ip
 from .start import START_TIMEOUT_S, default_cpus, ensure_cluster, machine_cores
 from .state import NAME, NODE_IP, TOKEN_ENV, LocalCluster, Status, cluster_dir, read_state
 from .stop import processes, stop_cluster
 
 __all__ = ["AUTH_MODE", "AUTH_TOKEN_FILE", "NAME", "NODE_IP", "START_TIMEOUT_S", "TOKEN_ENV", "LocalCluster", "NodeWatch",
            "Status", "alive_nodes", "auth_headers", "cluster_dir", "default_cpus", "ensure_auth_token",
-           "ensure_cluster", "healthy", "machine_cores", "processes", "ray_env", "read_auth_token", "read_state",
+           "ensure_cluster", "healthy", "machine_cores", "nvidia_smi_gpus", "processes", "ray_env", "read_auth_token", "read_state",
            "restart_dead_workers", "stop_cluster", "worker_ip"]

@@ -68,6 +68,11 @@ def machine_gpus() -> list[str]:
     vis = os.environ.get("CUDA_VISIBLE_DEVICES")
     if vis is not None:
         return [g for g in vis.split(",") if g.strip()]
+    return nvidia_smi_gpus()
+
+
+def nvidia_smi_gpus() -> list[str]:
+    """The indexes of the GPUs `nvidia-smi -L` lists ([] without the tool or when it fails)."""
     smi = shutil.which("nvidia-smi")
     if not smi:
         return []
