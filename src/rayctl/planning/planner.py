@@ -112,14 +112,12 @@ def _plan(recipe, catalog, budget_usd, hours, top, rate_fn, objective="hourly", 
 
     groups: list[list] = []  # per pricing mode, in failover order: [(effective, cluster, offer)]
     for spot in modes:
-        # One pass builds the ranked rows (effective $/h, cluster $/h, offer): at 1M offers every
-        # intermediate list costs ~0.2 s, so none is made unless a cap or a spot model needs it.
+        # One pass builds the ranked rows (effective $/h, cluster $/h, offer); a cap or a spot
+        # model filters/rewrites them after.
         if spot:
-            rows = ([(p, p, o) for o in pool if (p := o.spot_price) is not None] if nodes == 1 else
-                    [(p, p, o) for o in pool if o.spot_price is not None and (p := o.spot_price * nodes) is not None])
+            rows = [(p * nodes, p * nodes, o) for o in pool if (p := o.spot_price) is not None]
         else:
-            rows = ([(p, p, o) for o in pool if (p := o.price) is not None] if nodes == 1 else
-                    [(p, p, o) for o in pool if o.price is not None and (p := o.price * nodes) is not None])
+            rows = [(p * nodes, p * nodes, o) for o in pool if (p := o.price) is not None]
         reasons["price mode"] += len(pool) - len(rows)
         if cap is not None:
             n = len(rows)
