@@ -72,7 +72,7 @@ def ray_head():
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+            proc.wait(timeout=8)  # `ray start --block` can sit on SIGTERM for 30 s+: then SIGKILL the group
         except (ProcessLookupError, subprocess.TimeoutExpired):
             try:
                 os.killpg(proc.pid, signal.SIGKILL)

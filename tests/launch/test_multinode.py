@@ -74,6 +74,7 @@ workload:
   samples: 1000
   batch_size: 32
   storage: ckpt
+  keep_checkpoints: 2
 """
 
 
@@ -103,11 +104,19 @@ def test_train_on_two_nodes_survives_a_killed_worker_node(use_local_cluster_2n, 
         proc = subprocess.Popen([sys.executable, "-m", "rayctl", "launch", str(recipe)], stdout=out_file,
                                 stderr=subprocess.STDOUT, env=env)
     try:
-        wait_for(lambda: proc.poll() is not None or _checkpointed_epochs(tmp_path / "ckpt"), 240,
-                 "the first checkpoint of the 2-node train run", every=0.5)
+        # Kill once Ray Train has *committed* a checkpoint. A folder on disk is not enough: rank 0
+        # writes it at once, the controller registers it at its next poll (every 2 s), and a node
+        # killed in between restarts the run from scratch. With keep_checkpoints 2, epoch 1's folder
+        # is deleted only when the controller registers epoch 3, so its absence proves a commit.
+        def committed() -> bool:
+            eps = _checkpointed_epochs(tmp_path / "ckpt")
+            return bool(eps) and min(eps) >= 2
+
+        wait_for(lambda: proc.poll() is not None or committed(), 240,
+                 "a committed checkpoint of the 2-node train run", every=0.25)
         assert proc.poll() is None, "the run ended before a node could be killed"
         victim = local.read_state().workers[0]
-        on_disk = set(_checkpointed_epochs(tmp_path / "ckpt"))  # Ray Train's latest is one of these
+        on_disk = set(_checkpointed_epochs(tmp_path / "ckpt"))
         os.kill(victim["raylet_pid"], signal.SIGKILL)  # the worker node's raylet: the node is lost
         proc.wait(timeout=360)
     finally:
@@ -119,10 +128,10 @@ def test_train_on_two_nodes_survives_a_killed_worker_node(use_local_cluster_2n, 
     m = row["metrics"]
     assert row["status"] == "succeeded" and row["nodes"] == 2
     assert m["epochs"] == epochs and m["workers"] == 2 and m["nodes_used"] == 2, m
-    # Resumed from a checkpoint saved before the kill, and trained only the epochs after it. (Ray
-    # Train commits a checkpoint once every worker reported the epoch: one rank 0 wrote just before
-    # the kill may not be committed yet, so the resume point can be below the newest folder.)
-    assert m["resumed_from"] in on_disk and m["epochs_run"] == epochs - m["resumed_from"], (m, on_disk)
+    # Resumed from a checkpoint committed before the kill (at least the one that made the controller
+    # delete epoch 1's folder), and trained only the epochs after it.
+    assert m["resumed_from"] is not None and min(on_disk) <= m["resumed_from"] < epochs, (m, on_disk)
+    assert m["epochs_run"] == epochs - m["resumed_from"], (m, on_disk)
     assert "resuming from the checkpoint of epoch" in out, out[-4000:]
     assert "local worker node 127.0.0.3 was lost; rayctl restarted it" in out
     # rayctl brought the node back (a new raylet at the same IP) and the ledger has one recovery.

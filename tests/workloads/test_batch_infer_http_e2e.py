@@ -12,61 +12,17 @@
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import assert_no_traceback
+from tests.fake_openai import FakeOpenAI
 
 pytestmark = [pytest.mark.slow]
 
 KEY = "sk-e2eSecretKey-7f6e5d4c3b2a"
-
-
-class FakeOpenAI:
-    """POST /v1/chat/completions: the scripted statuses first, then 200 with `usage`."""
-
-    def __init__(self):
-        self.script: list[int] = []
-        self.auth: list = []
-        self.models: list = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                outer.auth.append(self.headers.get("Authorization"))
-                outer.models.append(body.get("model"))
-                code = outer.script.pop(0) if outer.script else 200
-                if code == 200 and self.path == "/v1/chat/completions":
-                    prompt = body["messages"][0]["content"]
-                    out = {"id": "x", "object": "chat.completion", "model": body.get("model"),
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": prompt[::-1]}}],
-                           "usage": {"prompt_tokens": len(prompt), "completion_tokens": 3,
-                                     "total_tokens": len(prompt) + 3}}
-                else:
-                    code = code if code != 200 else 404
-                    out = {"error": {"message": f"fake failure {code}", "type": "server_error"}}
-                data = json.dumps(out).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _prompts(tmp_path: Path, n: int = 4) -> Path:
@@ -134,7 +90,7 @@ def test_http_engine_retries_counts_usage_and_keeps_the_key_secret(cli, tmp_path
         assert res.code == 1, res
         row = [r for r in ledger_rows(rayctl_home) if r["recipe"] == "api-500"][0]
         assert row["status"] == "failed"
-        assert f"{srv.base}/chat/completions answered HTTP 500 after 2 retries: fake failure 500" in row["reason"]
+        assert f"{srv.base}/chat/completions answered HTTP 500 after 2 retries: scripted failure 500" in row["reason"]
         assert "answered HTTP 500 after 2 retries" in res.err
         assert not (tmp_path / "out-api-500").exists() or not list((tmp_path / "out-api-500").glob("*.jsonl"))
     finally:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from rayctl.ledger import Ledger
 from rayctl.workloads import batch_infer as B
 from rayctl.workloads import common
 from rayctl.workloads import llm_engines as L
+from tests.fake_openai import FakeOpenAI
 
 
 def _payload_wl(spec) -> dict:
@@ -96,40 +95,6 @@ def test_http_config_and_rows(tmp_path, monkeypatch):
         post({**row, "http_response": {"choices": [{"message": {"content": "x"}}]}})
 
 
-class _Server:
-    """A real HTTP server on 127.0.0.1 answering /v1/chat/completions from a script of statuses."""
-
-    def __init__(self, statuses):
-        self.statuses, self.seen = list(statuses), []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.seen.append(self.headers.get("Authorization"))
-                code = outer.statuses.pop(0) if outer.statuses else 200
-                body = {"choices": [{"message": {"content": "ok"}}],
-                        "usage": {"prompt_tokens": 2, "completion_tokens": 1}} if code == 200 else \
-                    {"error": {"message": f"scripted failure {code}"}}
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/chat/completions"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def _post(session_factory, url):
     async def go():
         async with session_factory() as s:
@@ -145,19 +110,19 @@ def _post(session_factory, url):
     ([401], "answered HTTP 401: scripted failure 401; check the key"),  # not retried
 ])
 def test_checked_session_retries_and_fails_clearly(statuses, outcome):
-    srv = _Server(statuses)
+    srv = FakeOpenAI(statuses)
     try:
         n = len(statuses) if outcome[0] == 200 else 2
         factory = L.CheckedSession(srv.url, max_retries=n, wait_s=0.01)
         if isinstance(outcome, tuple):
             code, body = _post(factory, srv.url)
-            assert code == 200 and body["usage"]["prompt_tokens"] == 2
-            assert len(srv.seen) == outcome[1] + 1 and srv.seen[0] == "Bearer k"
+            assert code == 200 and body["usage"]["completion_tokens"] == 3
+            assert len(srv.auth) == outcome[1] + 1 and srv.auth[0] == "Bearer k"
         else:
             with pytest.raises(common.WorkloadError) as e:
                 _post(factory, srv.url)
             assert outcome in str(e.value) and srv.url in str(e.value)
-            assert len(srv.seen) == (1 if statuses == [401] else 3)
+            assert len(srv.auth) == (1 if statuses == [401] else 3)
     finally:
         srv.close()
 

@@ -12,6 +12,7 @@ import urllib.error
 
 from ..errors import InputError, RayctlError
 from ..redact import redact_url
+from ..providers.local.health import resource_usage
 from .cluster_api import _get
 
 
@@ -23,13 +24,8 @@ def cluster_resources(address: str, timeout: float = 5.0) -> dict | None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            doc = _get(address, "/api/cluster_status?format=0", 3.0)
-            report = ((doc or {}).get("data") or {}).get("clusterStatus") or {}
-            load = report.get("loadMetricsReport") if isinstance(report, dict) else None
-            if load and load.get("usage"):
-                out = {k: (float(v[0]), float(v[1])) for k, v in load["usage"].items()
-                       if isinstance(v, list) and len(v) == 2}
-                out["_demand"] = list(load.get("resourceDemand") or []) + list(load.get("pgDemand") or [])
+            out = resource_usage(_get(address, "/api/cluster_status?format=0", 3.0))
+            if out:
                 return out
         except (urllib.error.URLError, OSError, ValueError, AttributeError, TypeError):
             pass

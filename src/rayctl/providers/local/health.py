@@ -16,6 +16,22 @@ def get_json(url: str, timeout: float = 2.0, headers: dict | None = None):
         return json.loads(r.read().decode() or "null")
 
 
+def resource_usage(doc) -> dict | None:
+    """Parse the dashboard's autoscaler status (`/api/cluster_status?format=0`): {"CPU": (used, total),
+    "GPU": (used, total), ..., "_demand": [...]}, or None while the head has not reported yet.
+
+    The one reader of that document: the local cluster waits on it for its nodes' CPUs, and
+    runs/capacity reads it to admit a launch and to explain a pending one."""
+    report = ((doc or {}).get("data") or {}).get("clusterStatus") if isinstance(doc, dict) else None
+    load = report.get("loadMetricsReport") if isinstance(report, dict) else None
+    if not isinstance(load, dict) or not load.get("usage"):
+        return None
+    out: dict = {k: (float(v[0]), float(v[1])) for k, v in load["usage"].items()
+                 if isinstance(v, list) and len(v) == 2}
+    out["_demand"] = list(load.get("resourceDemand") or []) + list(load.get("pgDemand") or [])
+    return out
+
+
 def healthy(c: LocalCluster, timeout: float = 2.0) -> bool:
     """The head answers on its dashboard and it is the same Ray session we started."""
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ...errors import RayctlError
 from .auth import auth_headers, ray_env
-from .health import get_json
+from .health import get_json, resource_usage
 from .ports import free_ports, worker_port_range
 from .state import (MAX_TEMP_DIR_LEN, NODE_IP, TOKEN_ENV, LocalCluster, Status, cluster_dir, locked, read_state,
                     write_state)
@@ -238,11 +238,10 @@ def wait_for_nodes(c: LocalCluster, n: int, timeout: float, started_ips: list[st
 def _cluster_cpus(c: LocalCluster) -> float | None:
     """Total CPUs in the head's autoscaler status (what admission and `check_resources` read)."""
     try:
-        doc = get_json(f"{c.address}/api/cluster_status?format=0", 3.0, auth_headers(c))
-        usage = doc["data"]["clusterStatus"]["loadMetricsReport"]["usage"]
-        return float(usage["CPU"][1])
-    except (OSError, ValueError, KeyError, TypeError, IndexError, urllib.error.URLError):
+        usage = resource_usage(get_json(f"{c.address}/api/cluster_status?format=0", 3.0, auth_headers(c)))
+    except (OSError, ValueError, urllib.error.URLError):
         return None
+    return usage["CPU"][1] if usage and "CPU" in usage else None
 
 
 def _wait_for_cpus(c: LocalCluster, deadline: float) -> None:
