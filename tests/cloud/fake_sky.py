@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import inspect
 import io
+import json
 import threading
 import time
 import types
@@ -112,7 +113,7 @@ class FakeSky:
     def __init__(self, *, unavailable=(), outcome="SUCCEEDED", run_polls=3, preempt_at_polls=(),
                  cancel_fails=False, api_cancel_fails=False, down_fails=False, interrupt=None, steps_per_poll=2,
                  serve_endpoint="34.1.2.3:8000", queue_error_at=None, reject_task=False,
-                 leak_secrets=False, worker_join_s=20.0, preempt_worker_at_polls=()):
+                 leak_secrets=False, worker_join_s=20.0, preempt_worker_at_polls=(), final_metrics=None):
         self.unavailable = set(unavailable)  # "cloud/region/zone" infra strings with no capacity
         self.outcome = outcome
         self.run_polls = run_polls  # RUNNING polls (net of preemptions) before the outcome
@@ -128,6 +129,7 @@ class FakeSky:
         self.leak_secrets = leak_secrets  # the job prints its secrets' values and fails with them in its reason
         self.worker_join_s = worker_join_s  # multi-node: seconds until the workers' raylets join (None: never)
         self.preempt_worker_at_polls = set(preempt_worker_at_polls)  # running polls at which worker node 1 is lost
+        self.final_metrics = final_metrics  # the job's last metrics line on success (None: rows/tokens/checkpoint)
         self.submits: list[dict] = []  # each submission of the job on a cluster: {"job", "infra", "nodes_alive"}
         self.clusters: dict[str, dict] = {}
         self.managed: dict[int, dict] = {}
@@ -315,7 +317,9 @@ class FakeSky:
                 return
             if n >= self.run_polls:
                 self.clusters.pop(j["cluster"], None)  # the controller releases the cluster
-                if self.outcome == "SUCCEEDED":
+                if self.outcome == "SUCCEEDED" and self.final_metrics is not None:
+                    j["log"].append("::rayctl:: " + json.dumps({"type": "metrics", **self.final_metrics}))
+                elif self.outcome == "SUCCEEDED":
                     j["log"].append('::rayctl:: {"type": "metrics", "rows": 1000, "input_tokens": 5000, '
                                     f'"output_tokens": 700, "checkpoint": "step-{j["checkpoint"]}"}}')
                 else:

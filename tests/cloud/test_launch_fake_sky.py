@@ -537,3 +537,43 @@ def test_secret_printed_by_the_job_is_masked_in_echo_log_ledger_and_logs(write_r
     operations.cloud_logs(row, sky=fake, out=buf, ledger=ledger)  # `rayctl logs RUN` of a cloud run
     assert "***REDACTED***" in buf.getvalue() and secret not in buf.getvalue()
     assert fake.clusters == {}
+
+
+HTTP_BATCH = """\
+name: api-batch
+kind: batch-infer
+resources:
+  accelerators: A100:8
+  clouds: [aws, gcp]
+workload:
+  engine: http
+  endpoint: https://api.openai.com/v1
+  model: gpt-4o-mini
+  input: s3://bucket/prompts.jsonl
+  output: s3://bucket/out/
+"""
+
+
+def test_an_api_run_on_the_cloud_records_its_api_cost(write_recipe, mini_catalog, ledger, clock, monkeypatch):
+    """`rayctl launch --target cloud` of an engine-http run prices its tokens at the managed API
+    (genai-prices) on top of the cluster's cost, as on the local target."""
+    import functools
+
+    from rayctl.planning import api_prices
+    from rayctl.runs import launch as runs_launch
+
+    metrics = {"rows": 1000, "input_tokens": 1_000_000, "output_tokens": 500_000, "engine": "http",
+               "endpoint": "https://api.openai.com/v1", "api_model": "gpt-4o-mini", "model": "gpt-4o-mini"}
+    fake = FakeSky(final_metrics=metrics)
+    monkeypatch.setattr(skypilot, "launch_cloud", functools.partial(
+        skypilot.launch_cloud, sky=fake, spec=SPEC, zone_names=ZONE_NAMES, clock=clock, sleep=clock.sleep,
+        poll_s=60, checker=checker()))
+    r = recipe_mod.load(write_recipe(HTTP_BATCH))
+    row = runs_launch.launch(r, target="cloud", catalog=str(mini_catalog), ledger=ledger, quiet=True)
+    assert row["status"] == "succeeded" and fake.clusters == {}
+    m = row["metrics"]
+    want = api_prices.run_rates("gpt-4o-mini", api_url="https://api.openai.com/v1", input_tokens=1_000_000,
+                                output_tokens=500_000, requests=1000).cost(1_000_000, 500_000)
+    assert m["api"]["provider"] == "openai" and m["api_cost_usd"] == pytest.approx(want, rel=1e-6)
+    assert row["cost_usd"] == pytest.approx(ledger.cost_of(row["id"]) + m["api_cost_usd"], abs=1e-4)
+    assert m["api_cost_usd"] > 0 and row["cost_usd"] > m["api_cost_usd"]  # the cluster's hours are billed too

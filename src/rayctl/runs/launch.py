@@ -407,6 +407,11 @@ def _launch_cloud(recipe, led: Ledger, rep: Reporter, *, detach: bool, quiet: bo
                   log_path=str(logs_dir / f"{run_id}.log"), nodes=recipe.resources.nodes)
     with _ends_recorded(led, run_id):
         row = skypilot.launch_cloud(recipe, plan, led, run_id, detach=detach, quiet=quiet)
+    if led.get(run_id)["status"] == "succeeded":
+        from .api_runs import record_cost
+
+        record_cost(led, run_id, rep.warn)  # engine http against a managed API, as on the local target
+        return led.get(run_id)
     return row if isinstance(row, dict) else led.get(run_id)
 
 
