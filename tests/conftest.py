@@ -20,7 +20,7 @@ import pytest
 
 from tests.suitecheck import INFRA_MISSING, ci, require_infra  # noqa: F401 - tests import them from here
 from tests.suitecheck import (  # noqa: F401 - the suite's hooks, registered through this conftest
-    pytest_configure, pytest_runtest_makereport, pytest_sessionfinish)
+    pytest_configure, pytest_runtest_makereport, pytest_sessionfinish, pytest_testnodedown)
 
 REPO = Path(__file__).resolve().parents[1]
 # The test catalog ships inside the repository (rows of skypilot-org/skypilot-catalog, see
@@ -105,6 +105,20 @@ def assert_no_traceback(result) -> None:
     err = getattr(result, "err", None) or getattr(result, "stderr", "") or ""
     assert "Traceback" not in err, err
     assert "Traceback" not in out, out
+
+
+# ---------------------------------------------------------------------------- parallel workers
+
+def pytest_collection_modifyitems(config, items):
+    """The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, pyproject's addopts;
+    `-n 0` runs it in one process). Each worker is a session of its own, with its own local Ray
+    cluster. What only one worker may hold runs in one xdist group: the 2-node cluster (started
+    once, not per worker) and the machine's real crontab."""
+    for item in items:
+        if "local_cluster_2n" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("cluster-2n"))
+        elif item.path.name == "test_real_crontab.py":
+            item.add_marker(pytest.mark.xdist_group("real-crontab"))
 
 
 # ---------------------------------------------------------------------------- the shared local Ray cluster

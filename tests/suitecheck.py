@@ -55,20 +55,41 @@ def pytest_configure(config):
     proctrack.mark_session()
 
 
-@pytest.hookimpl(hookwrapper=True)
+_worker_leaks: list[str] = []  # on the xdist controller: what each worker reported
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist, on the controller: a worker ended; keep the leaks it found in its own session."""
+    _worker_leaks.extend((getattr(node, "workeroutput", None) or {}).get("rayctl_leaked") or [])
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
 def pytest_sessionfinish(session, exitstatus):
     """After every fixture is torn down: fail the run if a process this session started is
-    still alive (a Ray head a test did not stop). They are killed too, and named."""
+    still alive (a Ray head a test did not stop). They are killed too, and named.
+
+    Under pytest-xdist each worker is a session of its own (its own marker): it checks its
+    processes and hands the names to the controller in `workeroutput` (this wrapper is the
+    innermost, so it runs before xdist sends that), and the controller fails the run."""
     yield
     if os.environ.get(proctrack.SESSION_ENV) != proctrack.session_token():
         return
-    leaked = proctrack.leftovers(grace=float(os.environ.get("RAYCTL_TEST_LEAK_GRACE_S", "15")))
-    if not leaked:
+    config = session.config
+    lines: list[str] = []
+    if not config.pluginmanager.hasplugin("dsession"):  # the xdist controller runs no test itself
+        grace = float(os.environ.get("RAYCTL_TEST_LEAK_GRACE_S", "15"))
+        lines = [f"  pid {pid}: {cmd}" for pid, cmd in proctrack.leftovers(grace=grace)]
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller reports and fails the run
+        workeroutput["rayctl_leaked"] = lines
         return
-    lines = [f"  pid {pid}: {cmd}" for pid, cmd in leaked]
-    msg = (f"{len(leaked)} process(es) started by this test session were still alive at its end "
+    lines += _worker_leaks
+    if not lines:
+        return
+    msg = (f"{len(lines)} process(es) started by this test session were still alive at its end "
            f"(now killed) - a test did not stop what it started:\n" + "\n".join(lines))
-    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    tr = config.pluginmanager.get_plugin("terminalreporter")
     if tr is not None:
         tr.write_line("")
         tr.write_line("LEAKED PROCESSES: " + msg, red=True, bold=True)
@@ -76,5 +97,3 @@ def pytest_sessionfinish(session, exitstatus):
         print("LEAKED PROCESSES: " + msg, file=sys.stderr)
     if session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-

@@ -23,13 +23,13 @@ from tests.conftest import REPO, SHARED_CATALOG, TEST_CATALOG
 SHARED_SNAPSHOT = REPO.parent / "shared" / "catalog" / "skypilot-v7"
 
 
-def inner_pytest(tmp_path, body: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def inner_pytest(tmp_path, body: str, env: dict | None = None, args: tuple = ()) -> subprocess.CompletedProcess:
     (tmp_path / "test_inner.py").write_text(textwrap.dedent(body))
     full = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS")}
     full.update({"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")]), "RAYCTL_TEST_LEAK_GRACE_S": "1"})
     full.update(env or {})
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.suitecheck", "-p", "no:cacheprovider",
-                           "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_inner.py")],
+                           "--rootdir", str(tmp_path), "-c", os.devnull, *args, str(tmp_path / "test_inner.py")],
                           capture_output=True, text=True, env=full, cwd=tmp_path, timeout=120)
 
 
@@ -81,7 +81,10 @@ def test_require_infra_is_a_skip_locally_and_a_failure_in_ci(tmp_path):
     assert inner_pytest(tmp_path, body, env={"CI": "false"}).returncode == 0
 
 
-def test_a_process_a_test_leaves_running_fails_the_session_and_is_killed(tmp_path):
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["one-process", "xdist-workers"])
+def test_a_process_a_test_leaves_running_fails_the_session_and_is_killed(tmp_path, args):
+    # With pytest-xdist (the suite's default) each worker checks its own processes and the
+    # controller fails the run on what they report.
     # A process of someone else's session on this machine (another marker): never flagged.
     other = subprocess.Popen(["sleep", "300"], start_new_session=True,
                              env=dict(os.environ, RAYCTL_TEST_SESSION="another-session"))
@@ -97,7 +100,7 @@ def test_a_process_a_test_leaves_running_fails_the_session_and_is_killed(tmp_pat
                 p = subprocess.Popen(["sleep", "302"])
                 p.kill()
                 p.wait()
-        """)
+        """, args=args)
         assert r.returncode == 1, r.stdout + r.stderr
         assert "2 passed" in r.stdout and "LEAKED PROCESSES" in r.stdout and "sleep 301" in r.stdout, r.stdout
         assert "sleep 300" not in r.stdout and "sleep 302" not in r.stdout
@@ -112,11 +115,12 @@ def test_a_process_a_test_leaves_running_fails_the_session_and_is_killed(tmp_pat
         other.wait()
 
 
-def test_a_clean_session_passes(tmp_path):
+@pytest.mark.parametrize("args", [(), ("-n", "2")], ids=["one-process", "xdist-workers"])
+def test_a_clean_session_passes(tmp_path, args):
     r = inner_pytest(tmp_path, """
         import subprocess
 
         def test_runs_and_waits():
             subprocess.run(["true"], check=True)
-    """)
+    """, args=args)
     assert r.returncode == 0 and "LEAKED" not in r.stdout, r.stdout + r.stderr
