@@ -109,16 +109,39 @@ def assert_no_traceback(result) -> None:
 
 # ---------------------------------------------------------------------------- parallel workers
 
+def _needs_2n(item) -> bool:
+    return item is not None and "local_cluster_2n" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(config, items):
     """The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, pyproject's addopts;
     `-n 0` runs it in one process). Each worker is a session of its own, with its own local Ray
     cluster. What only one worker may hold runs in one xdist group: the 2-node cluster (started
-    once, not per worker) and the machine's real crontab."""
+    once, not per worker) and the machine's real crontab.
+
+    The 2-node cluster's tests also run one after another (moved up to the first of them), so
+    the cluster is stopped after the last of them instead of idling to the session's end
+    (`pytest_runtest_teardown`): three idle Ray clusters on 2 cores slow every other test."""
+    two = [i for i in items if _needs_2n(i)]
+    if two:
+        first = items.index(two[0])
+        rest = [i for i in items if not _needs_2n(i)]
+        items[:] = rest[:first] + two + rest[first:]
     for item in items:
-        if "local_cluster_2n" in getattr(item, "fixturenames", ()):
+        if _needs_2n(item):
             item.add_marker(pytest.mark.xdist_group("cluster-2n"))
         elif item.path.name == "test_real_crontab.py":
             item.add_marker(pytest.mark.xdist_group("real-crontab"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After the last test on the 2-node cluster: stop it now (its session fixture's own
+    teardown then finds nothing left to stop)."""
+    if _needs_2n(item) and not _needs_2n(nextitem) and _CLUSTER_2N_HOME:
+        from rayctl.providers import local
+
+        local.stop_cluster(_CLUSTER_2N_HOME[0])
 
 
 # ---------------------------------------------------------------------------- the shared local Ray cluster
@@ -167,13 +190,17 @@ def local_cluster():
             shutil.rmtree(base, ignore_errors=True)
 
 
+_CLUSTER_2N_HOME: list = []  # the 2-node cluster's home, once started (stopped early: pytest_runtest_teardown)
+
+
 @pytest.fixture(scope="session")
 def local_cluster_2n():
     """ONE 2-node rayctl-owned local cluster for the session: the head on 127.0.0.2 and a worker
     raylet on 127.0.0.3, 1 CPU each (Ray token auth on, as every rayctl-owned cluster).
 
     Started on first use, in its own folder (so it never replaces the session's
-    `local_cluster`), stopped at the end of the session by its own processes only. It
+    `local_cluster`), stopped after the last test that uses it (they run one after another,
+    see `pytest_collection_modifyitems`) by its own processes only. It
     leaves $RAYCTL_LOCAL_CLUSTER_DIR alone: a test that launches on it asks for the
     function-scoped `use_local_cluster_2n`, which points that variable at it.
     `cluster.workers[0]` is the worker node's record (`ip`, `pid`, `raylet_pid`, `cpus`).
@@ -183,6 +210,7 @@ def local_cluster_2n():
 
     base = Path(tempfile.mkdtemp(prefix="rayctl-test2n-", dir="/tmp"))
     home = base / "h"  # the cluster folder is home/clusters/local; Ray's temp dir a short /tmp/rayctl-<hash>
+    _CLUSTER_2N_HOME[:] = [home]
     saved = os.environ.get(RAYLET_WAIT)
     os.environ.setdefault(RAYLET_WAIT, "240")
     from rayctl.providers import local

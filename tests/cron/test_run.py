@@ -164,7 +164,7 @@ def test_two_overlapping_runs_launch_exactly_once(cli, make_recipe, tmp_path, ra
     RAYCTL_HOME and left it running after pytest ended."""
     recipe = make_recipe("nightly", text=(
         "name: nightly\nkind: batch-infer\nworkload:\n"
-        "  entrypoint: python -c \"import time; print('sleeping'); time.sleep(20)\"\n"))
+        "  entrypoint: python -c \"import time; print('sleeping'); time.sleep(10)\"\n"))
     ct = tmp_path / "ct"
     assert cli("schedule", "add", recipe, "--cron", "0 2 * * *", "--crontab-file", ct).code == 0
     env = dict(os.environ, RAYCTL_HOME=str(rayctl_home), HOME=str(tmp_path / "home"))

@@ -118,7 +118,7 @@ def test_concurrent_launches_are_admitted_one_at_a_time(cli, make_recipe, local_
 @pytest.mark.timeout(300)
 def test_killed_launch_is_reconciled_by_runs(cli, make_recipe, local_cluster, rayctl_home):
     """kill -9 of `rayctl launch`: `rayctl runs` keeps the run honest and completes its saved log."""
-    recipe = make_recipe(name="orphan", args="60", env={"JOB_DELAY": "0.5"})
+    recipe = make_recipe(name="orphan", args="30", env={"JOB_DELAY": "0.5"})  # ~15 s of rows
     proc = popen_cli("launch", recipe, home=rayctl_home)
     try:
         row = wait_for(lambda: _row(rayctl_home, "orphan") if _job_running(
@@ -138,7 +138,7 @@ def test_killed_launch_is_reconciled_by_runs(cli, make_recipe, local_cluster, ra
     res = cli("runs")
     assert res.code == 0 and "succeeded" in res.out, res
     row = _row(rayctl_home, "orphan")
-    assert row["status"] == "succeeded" and row["rows"] == 60 and row["ended_at"]
+    assert row["status"] == "succeeded" and row["rows"] == 30 and row["ended_at"]
     log = open(row["log_path"]).read()
     assert "hello from the job" in log and "done" in log.split("\n") and log.count("hello from the job") == 1
 
