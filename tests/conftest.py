@@ -113,6 +113,15 @@ def _needs_2n(item) -> bool:
     return item is not None and "local_cluster_2n" in getattr(item, "fixturenames", ())
 
 
+def pytest_itemcollected(item):
+    """The xdist groups (see below), marked as each test is collected: xdist reads the marks
+    in its own pytest_collection_modifyitems, which may run before this conftest's."""
+    if _needs_2n(item):
+        item.add_marker(pytest.mark.xdist_group("cluster-2n"))
+    elif item.path.name == "test_real_crontab.py":
+        item.add_marker(pytest.mark.xdist_group("real-crontab"))
+
+
 def pytest_collection_modifyitems(config, items):
     """The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup`, pyproject's addopts;
     `-n 0` runs it in one process). Each worker is a session of its own, with its own local Ray
@@ -127,11 +136,6 @@ def pytest_collection_modifyitems(config, items):
         first = items.index(two[0])
         rest = [i for i in items if not _needs_2n(i)]
         items[:] = rest[:first] + two + rest[first:]
-    for item in items:
-        if _needs_2n(item):
-            item.add_marker(pytest.mark.xdist_group("cluster-2n"))
-        elif item.path.name == "test_real_crontab.py":
-            item.add_marker(pytest.mark.xdist_group("real-crontab"))
 
 
 @pytest.hookimpl(trylast=True)
@@ -241,3 +245,4 @@ def use_local_cluster_2n(local_cluster_2n, monkeypatch):
 
     monkeypatch.setenv("RAYCTL_LOCAL_CLUSTER_DIR", local_cluster_2n.cluster_dir)
     return local.read_state() or local_cluster_2n
+

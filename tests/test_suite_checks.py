@@ -124,3 +124,24 @@ def test_a_clean_session_passes(tmp_path, args):
             subprocess.run(["true"], check=True)
     """, args=args)
     assert r.returncode == 0 and "LEAKED" not in r.stdout, r.stdout + r.stderr
+
+
+def test_xdist_groups_keep_their_tests_on_one_worker(tmp_path):
+    """The suite's xdist groups (the 2-node cluster, the real crontab: tests/conftest.py) hold only
+    if pytest-xdist's --dist loadgroup works with the installed pytest (9.2 broke it)."""
+    out = tmp_path / "workers.txt"
+    r = inner_pytest(tmp_path, f"""
+        import os
+
+        import pytest
+
+        pytestmark = pytest.mark.xdist_group("one")
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_grouped(i):
+            with open({str(out)!r}, "a") as f:
+                f.write(os.environ["PYTEST_XDIST_WORKER"] + "\\n")
+    """, args=("-n", "2", "--dist", "loadgroup"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    workers = out.read_text().split()
+    assert len(workers) == 6 and len(set(workers)) == 1, workers
