@@ -143,3 +143,37 @@ def test_train_on_two_nodes_survives_a_killed_worker_node(use_local_cluster_2n, 
     with Ledger(rayctl_home / "ledger.db") as led:
         assert [e["kind"] for e in led.events(row["id"], kind="recovery")] == ["recovery"]
         assert len(led.segments(row["id"])) == 2 and all(s["nodes"] == 2 for s in led.segments(row["id"]))
+
+
+@pytest.mark.timeout(300)
+def test_a_detached_runs_lost_worker_node_is_restarted_by_status(use_local_cluster_2n, local_cluster_2n,
+                                                                   make_recipe, cli, rayctl_home):
+    """Nobody follows a detached run: `rayctl status RUN` restarts its cluster's dead worker node
+    and records the recovery, as the attached launch's node watch does."""
+    from rayctl.ledger import Ledger
+    from rayctl.providers import local
+
+    env = {"RAYCTL_LOCAL_CLUSTER_DIR": local_cluster_2n.cluster_dir}
+    recipe = make_recipe(name="mn-detached", args="10000", extra="resources:\n  nodes: 2\n  cpus: 1\n")
+    res = cli("launch", recipe, "--detach", env=env)
+    assert res.code == 0, res
+    [row] = [r for r in ledger_rows(rayctl_home) if r["recipe"] == "mn-detached"]
+    try:
+        victim = local.read_state().workers[0]
+        os.kill(victim["raylet_pid"], signal.SIGKILL)
+
+        def restarted():
+            res = cli("status", row["id"], "--json", env=env)
+            assert res.code == 0, res
+            now = local.read_state().workers[0]
+            return now["raylet_pid"] != victim["raylet_pid"] and json.loads(res.out)["status"] == "running"
+
+        wait_for(restarted, 120, "rayctl status to restart the dead worker node", every=2)
+        wait_for(lambda: sorted(n["node_ip"] for n in (local.alive_nodes(local.read_state()) or []))
+                 == ["127.0.0.2", "127.0.0.3"], 60, "the restarted worker node to join")
+        with Ledger(rayctl_home / "ledger.db") as led:
+            events = led.events(row["id"], kind="recovery")
+            assert len(events) == 1 and events[0]["detail"]["node"] == "127.0.0.3", events
+            assert len(led.segments(row["id"])) == 2
+    finally:
+        assert cli("stop", row["id"], env=env).code == 0

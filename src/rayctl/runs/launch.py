@@ -25,7 +25,7 @@ from typing import Callable
 
 from . import jobs
 from .. import protocol
-from .reconcile import record_launcher
+from .reconcile import record_launcher, record_node_recovery
 from .reporter import ANSI_RE, Reporter
 from .secrets import remove_secrets_file, secrets_file, with_secrets
 from .signals import no_interrupts, signals_as_interrupt
@@ -163,10 +163,7 @@ def _node_watch(led: Ledger, run_id: str, rep: Reporter, cluster, nodes: int):
     def recovered(worker: dict) -> None:
         rep.warn(f"local worker node {worker['ip']} was lost; rayctl restarted it")
         with contextlib.closing(Ledger(led.path)) as own:  # this runs in the watcher's thread
-            where = {"cloud": "local", "instance_type": f"local-{cluster.num_cpus}cpu"}
-            own.add_event(run_id, "recovery", detail={"node": worker["ip"], "why": "local worker node lost; "
-                                                      "rayctl restarted it"}, **where)
-            own.open_segment(run_id, nodes=nodes, hourly_usd_per_node=0.0, **where)
+            record_node_recovery(own, run_id, worker, cluster.num_cpus, nodes)
 
     return local_provider.NodeWatch(recovered, status=rep.stage)
 

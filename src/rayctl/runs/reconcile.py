@@ -75,6 +75,34 @@ def serve_fields(row: dict, counters: dict) -> dict:
     return out
 
 
+def record_node_recovery(led: Ledger, run_id: str, worker: dict, head_cpus: int, nodes: int) -> None:
+    """A lost local worker node that rayctl restarted: a `recovery` event and a new billing
+    segment, as a cloud recovery is recorded (the launch's node watch, and `heal_local_nodes`)."""
+    where = {"cloud": "local", "instance_type": f"local-{head_cpus}cpu"}
+    led.add_event(run_id, "recovery", detail={"node": worker["ip"], "why": "local worker node lost; "
+                                                 "rayctl restarted it"}, **where)
+    led.open_segment(run_id, nodes=nodes, hourly_usd_per_node=0.0, **where)
+
+
+def heal_local_nodes(led: Ledger, row: dict) -> list[dict]:
+    """A run nobody follows (detached, or its launch was killed) on a multi-node local cluster:
+    restart the worker nodes of that cluster that died, and record each as a recovery. The
+    attached launch does this itself while it follows the run (its node watch); for the others
+    it happens whenever `rayctl status` / `rayctl runs` look at the run. Returns the restarted
+    workers' records."""
+    if row.get("cluster") != "local" or int(row.get("nodes") or 1) < 2:
+        return []
+    from ..providers import local as local_provider
+
+    state = local_provider.read_state()
+    if state is None or not state.workers or state.address != row.get("ray_address"):
+        return []  # not the cluster the run is on any more (or a one-node one)
+    restarted = local_provider.restart_dead_workers()
+    for w in restarted:
+        record_node_recovery(led, row["id"], w, state.num_cpus, int(row["nodes"]))
+    return restarted
+
+
 def refresh(led: Ledger, run: str) -> dict:
     """The run's row brought up to date from its cluster (job status, metrics, Serve counters, log).
 
@@ -92,6 +120,7 @@ def refresh(led: Ledger, run: str) -> dict:
 
         return skypilot.status_run(led, rid)  # also enforces the budget and reads Serve counters
     if row["status"] == "serving":
+        heal_local_nodes(led, row)
         url = metrics_url(row)
         counters = serve_metrics(url) if url else None
         if counters is not None:
@@ -137,7 +166,8 @@ def refresh(led: Ledger, run: str) -> dict:
         text = redact(text, extra=secrets)
         _complete_log(row.get("log_path"), text)
     if st not in jobs.TERMINAL:
-        return row
+        heal_local_nodes(led, row)  # still running with nobody following it: keep its cluster whole
+        return led.get(rid)
     remove_secrets_file(rid)  # a detached job that ended before reading it
     report = protocol.Report()
     for ln in (text or "").splitlines():
