@@ -18,7 +18,15 @@ from .schema import KINDS, SCHEMA, validate
 from .yamlsafe import Fail, Located, dotted, load as load_yaml
 
 __all__ = ["Budget", "KINDS", "MinSpec", "Recipe", "Resources", "SCHEMA", "Teardown", "load", "loads",
-           "RecipeError"]
+           "RecipeError", "field_error"]
+
+
+def field_error(recipe, path: tuple, message: str) -> RecipeError:
+    """A RecipeError (exit 2) about the field at `path` (e.g. ("workload", "endpoint")) of a loaded
+    recipe: its file, and the field's line and column when the recipe knows them."""
+    where = getattr(recipe, "where", None)
+    line, col = where(path) if where is not None else (None, None)
+    return RecipeError(recipe.path, [Problem(message, field=".".join(map(str, path)), line=line, column=col)])
 
 
 def loads(data: bytes, path: str = "<recipe>") -> Recipe:

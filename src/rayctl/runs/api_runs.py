@@ -18,8 +18,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from ..errors import Problem, RecipeError
 from ..planning import api_prices
+from ..recipe import field_error
 from ..redact import redact_url
 from ..workloads.llm_engines import API_KEY_ENV
 
@@ -30,8 +30,7 @@ def _is_http(recipe) -> bool:
 
 
 def _fail(recipe, field: str, message: str):
-    line, col = recipe.where(("workload", field)) if hasattr(recipe, "where") else (None, None)
-    raise RecipeError(recipe.path, [Problem(message, field=f"workload.{field}", line=line, column=col)])
+    raise field_error(recipe, ("workload", field), message)
 
 
 def prepare(recipe, led):

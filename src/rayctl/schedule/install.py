@@ -17,7 +17,7 @@ from ..recipe import cron as cron_expr
 from . import crontab
 from .crontab_line import build_line, line_env, parse_env
 from .registry import Schedule, check_name, load_registry, locks_dir, logs_dir, registry_lock, save_registry
-from ..errors import InputError, Problem, RecipeError
+from ..errors import InputError, RecipeError
 
 
 def check_cron_flag(expr: str, flag: str = "--cron") -> str:
@@ -33,7 +33,6 @@ def recipe_schedule(path: str | os.PathLike):
     Raises RecipeError naming file:line:column and field 'schedule' for a bad cron string.
     """
     from .. import recipe as recipe_mod
-    from ..recipe import yamlsafe
 
     r = recipe_mod.load(path)
     if r.schedule is None:
@@ -41,11 +40,8 @@ def recipe_schedule(path: str | os.PathLike):
     try:
         return r, cron_expr.check(r.schedule)
     except cron_expr.CronError as e:
-        with open(r.path, "rb") as f:
-            doc = yamlsafe.load(f.read())
-        line, col = doc.where(("schedule",))
-        raise RecipeError(r.path, [Problem(f"'{r.schedule}' is not a cron expression cron can run: {e}",
-                                           field="schedule", line=line, column=col)]) from None
+        raise recipe_mod.field_error(r, ("schedule",), f"'{r.schedule}' is not a cron expression cron can run: "
+                                                       f"{e}") from None
 
 
 # ---------------------------------------------------------------- operations

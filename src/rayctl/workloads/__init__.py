@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Problem, RecipeError
+from ..recipe import field_error
 from ..recipe.kinds import USER_CODE_KEYS  # noqa: F401  (the user-code form's keys)
 
 MODULES = {"train": "train", "tune": "tune", "batch-infer": "batch_infer", "serve": "serve"}
@@ -140,6 +140,4 @@ def _env_str(v) -> str:
 
 def _fail(recipe, path: tuple, message: str):
     """A RecipeError at `path` in the recipe file, with its line and column."""
-    where = getattr(recipe, "where", None)
-    line, col = where(path) if where is not None else (None, None)
-    raise RecipeError(recipe.path, [Problem(message, field=".".join(map(str, path)), line=line, column=col)])
+    raise field_error(recipe, path, message)
