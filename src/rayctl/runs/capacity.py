@@ -12,7 +12,7 @@ import urllib.error
 
 from ..errors import InputError, RayctlError
 from ..redact import redact_url
-from ..providers.local.health import resource_usage
+from ..providers.local.health import alive_node_rows, resource_usage
 from .cluster_api import _get
 
 
@@ -115,16 +115,13 @@ def cluster_nodes(address: str, timeout: float = 10.0) -> list[dict] | None:
     `ray.util.state.list_nodes(address=...)` read): [{"id", "ip", "head", "resources": {name: total}}].
     None when the dashboard does not answer it (an older Ray, a proxy that hides it)."""
     try:
-        doc = _get(address, NODES_PATH, timeout)
-        rows = doc["data"]["result"]["result"]
-    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        rows = alive_node_rows(_get(address, NODES_PATH, timeout))
+    except (urllib.error.URLError, OSError, ValueError):
         return None
-    if not isinstance(rows, list):
+    if rows is None:
         return None
     out = []
     for n in rows:
-        if not isinstance(n, dict) or str(n.get("state", "")).upper() != "ALIVE":
-            continue
         res = {}
         for k, v in (n.get("resources_total") or {}).items():
             try:

@@ -32,6 +32,22 @@ def resource_usage(doc) -> dict | None:
     return out
 
 
+def alive_node_rows(doc) -> list[dict] | None:
+    """The ALIVE nodes in an answer of Ray's state API (`/api/v0/nodes`, what `ray list nodes`
+    reads): its rows as Ray gives them ({node_id, node_ip, is_head_node, resources_total, ...}),
+    or None when the answer does not have that shape.
+
+    The one reader of that document: the local cluster's node list and runs/capacity's check of
+    an existing cluster's nodes."""
+    try:
+        rows = doc["data"]["result"]["result"]
+    except (KeyError, TypeError):
+        return None
+    if not isinstance(rows, list):
+        return None
+    return [r for r in rows if isinstance(r, dict) and str(r.get("state", "")).upper() == "ALIVE"]
+
+
 def healthy(c: LocalCluster, timeout: float = 2.0) -> bool:
     """The head answers on its dashboard and it is the same Ray session we started."""
     try:

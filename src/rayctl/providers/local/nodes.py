@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ...errors import RayctlError
 from .auth import auth_headers, ray_env
-from .health import get_json, resource_usage
+from .health import alive_node_rows, get_json, resource_usage
 from .ports import free_ports, worker_port_range
 from .state import (MAX_TEMP_DIR_LEN, NODE_IP, TOKEN_ENV, LocalCluster, Status, cluster_dir, locked, read_state,
                     write_state)
@@ -209,10 +209,9 @@ def alive_nodes(c: LocalCluster, timeout: float = 3.0) -> list[dict] | None:
     """The cluster's ALIVE nodes as the head's GCS sees them ([{node_id, node_ip, ...}]); None if unknown."""
     try:
         doc = get_json(f"{c.address}/api/v0/nodes?limit=1000&detail=false", timeout, auth_headers(c))
-        rows = (((doc or {}).get("data") or {}).get("result") or {}).get("result") or []
-    except (OSError, ValueError, urllib.error.URLError, AttributeError):
+    except (OSError, ValueError, urllib.error.URLError):
         return None
-    return [r for r in rows if isinstance(r, dict) and r.get("state") == "ALIVE"]
+    return alive_node_rows(doc) or []
 
 
 def wait_for_nodes(c: LocalCluster, n: int, timeout: float, started_ips: list[str] | None = None) -> None:
