@@ -5,7 +5,7 @@ the summary states the run's one throughput figure)."""
 
 from __future__ import annotations
 
-from ..runs.reporter import Reporter, format_progress
+from ..runs.reporter import Reporter, fmt_count, format_progress
 
 
 class RichReporter(Reporter):
@@ -39,9 +39,9 @@ class RichReporter(Reporter):
         r = self.rate(ev)
         total, done = ev.get("total"), ev.get("done") or 0
         finished = total is not None and done >= total
-        parts = [f"{_n(done)}/{_n(total)}" if total else _n(done)]
+        parts = [f"{fmt_count(done)}/{fmt_count(total)}" if total else fmt_count(done)]
         if ev.get("output_tokens") is not None:
-            parts.append(f"{_n(ev['output_tokens'])} tokens")
+            parts.append(f"{fmt_count(ev['output_tokens'])} tokens")
         tps, eta = r.tokens_per_s(), r.eta_s(total)
         if not finished:
             if tps is not None:
@@ -63,10 +63,6 @@ class RichReporter(Reporter):
 
     def close(self) -> None:
         self._progress.stop()
-
-
-def _n(x) -> str:
-    return f"{int(x):,}" if isinstance(x, (int, float)) else str(x)
 
 
 def _fmt_eta(s: float) -> str:

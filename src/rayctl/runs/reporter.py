@@ -170,11 +170,11 @@ def format_progress(ev: dict, eta_s: float | None = None) -> str:
     """`rows 64/200 (32%) · 2,048 output tokens · ETA 40 s · generating`."""
     unit = ev.get("unit", "steps")
     done, total = ev.get("done"), ev.get("total")
-    s = f"{unit} {_n(done)}" + (f"/{_n(total)}" if total else "")
+    s = f"{unit} {fmt_count(done)}" + (f"/{fmt_count(total)}" if total else "")
     if total:
         s += f" ({100.0 * done / total:.0f}%)"
     if ev.get("output_tokens") is not None:
-        s += f" · {_n(ev['output_tokens'])} output tokens"
+        s += f" · {fmt_count(ev['output_tokens'])} output tokens"
     if eta_s is not None and total and done is not None and done < total:
         s += f" · ETA {fmt_duration(eta_s)}"
     if ev.get("message"):
@@ -190,7 +190,8 @@ def fmt_duration(s: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
 
 
-def _n(x) -> str:
+def fmt_count(x) -> str:
+    """A count as the screen shows it: 12,345 (a fractional one with 2 decimals)."""
     if isinstance(x, float) and not x.is_integer():
         return f"{x:,.2f}"
     return f"{int(x):,}" if isinstance(x, (int, float)) else str(x)
